@@ -1,0 +1,19 @@
+# The two set-up commands of the README. Both are idempotent on a fresh Debian 12 machine.
+DATA_DIR ?= $(HOME)/.aiokube
+
+.PHONY: up down test lint
+
+up:
+	@bash deploy/install.sh
+	@.venv/bin/aiokube up --data-dir $(DATA_DIR)
+
+down:
+	@.venv/bin/aiokube down --data-dir $(DATA_DIR)
+
+test:
+	@bash deploy/install.sh
+	@.venv/bin/python -m pytest -q -p no:cacheprovider
+
+lint:
+	@.venv/bin/ruff check .
+	@.venv/bin/mypy

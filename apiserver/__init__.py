@@ -1,0 +1,1 @@
+"""The aiokube API server: a Kubernetes-compatible REST API over etcd."""

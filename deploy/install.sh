@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything aiokube needs on a Debian 12 machine:
+# system packages (etcd, containerd, runc, CNI plugins, busybox-static, umoci, nftables)
+# and the project's Python environment in .venv. Safe to run again; does nothing already done.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing system packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts the packaged services; aiokube runs its own private instances instead.
+  for svc in etcd containerd; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
+fi
+
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "creating the Python environment in .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,73 @@
+"""Start and stop a private etcd for tests: its own data dir, free loopback ports, ended by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class EtcdProcess:
+    url: str
+    data_dir: str
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_etcd(data_dir: str | None = None, *, extra_args: list[str] | None = None) -> EtcdProcess:
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise RuntimeError("etcd is not installed: run `bash deploy/install.sh` (Debian package etcd-server)")
+    data_dir = data_dir or tempfile.mkdtemp(prefix="aiokube-etcd-")
+    client_port, peer_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{client_port}"
+    log = open(os.path.join(data_dir, "etcd.log"), "ab")  # noqa: SIM115 - closed with the process
+    args = [
+        binary,
+        "--name", "test",
+        "--data-dir", os.path.join(data_dir, "data"),
+        "--listen-client-urls", url,
+        "--advertise-client-urls", url,
+        "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-cluster", f"test=http://127.0.0.1:{peer_port}",
+        "--experimental-watch-progress-notify-interval", "5s",
+        "--unsafe-no-fsync",
+        *(extra_args or []),
+    ]
+    process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"etcd exited with {process.returncode}; see {data_dir}/etcd.log")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                if b"true" in response.read():
+                    return EtcdProcess(url, data_dir, process)
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"etcd did not become healthy; see {data_dir}/etcd.log")
