@@ -57,7 +57,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     # core/v1
     ResourceInfo("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
-                 subresources={"status": ("Namespace", "", "", _STATUS), "finalize": ("Namespace", "", "", ("update",))}),
+                 subresources={"status": ("Namespace", "", "", _STATUS),
+                               "finalize": ("Namespace", "", "", ("update",))}),
     ResourceInfo("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",),
                  subresources={
                      "status": ("Pod", "", "", _STATUS),

@@ -1,0 +1,110 @@
+"""The `aiokube` command: local clusters (up, down, status) and image import."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".aiokube")
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from aiokube.cluster.up import UpError, up
+
+    try:
+        state = up(args.data_dir, nodes=args.nodes, api_port=args.port, etcd_client_port=args.etcd_port,
+                   etcd_peer_port=args.etcd_port + 1, progress=lambda m: print(f"• {m}", flush=True))
+    except UpError as e:
+        print(f"aiokube up failed: {e}", file=sys.stderr)
+        return 1
+    print(f"\naiokube is up: API server {state.server}, {len(state.nodes)} node(s).")
+    print(f"  export KUBECONFIG={state.kubeconfig}")
+    print("  kubectl get nodes")
+    print("  kubectl create deployment web --image=localhost/busybox:latest -- httpd -f -p 8080")
+    print(f"logs: {os.path.join(state.data_dir, 'logs')}   stop: aiokube down --data-dir {state.data_dir}")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from aiokube.cluster.down import down
+
+    if not down(args.data_dir, purge=args.purge, progress=lambda m: print(f"• {m}", flush=True)):
+        print(f"no cluster recorded in {args.data_dir}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import httpx
+
+    from aiokube.cluster.state import ClusterState
+
+    state = ClusterState.load(os.path.abspath(args.data_dir))
+    if state is None:
+        print(f"no cluster recorded in {args.data_dir}")
+        return 1
+    for p in state.processes:
+        print(f"{p.name:<24} pid {p.pid:<8} {'running' if p.alive() else 'STOPPED'}")
+    try:
+        nodes = httpx.get(f"{state.server}/api/v1/nodes", timeout=5).json().get("items", [])
+    except httpx.HTTPError as e:
+        print(f"API server {state.server}: unreachable ({e})")
+        return 1
+    for node in nodes:
+        ready = next((c["status"] for c in node.get("status", {}).get("conditions", []) if c["type"] == "Ready"),
+                     "Unknown")
+        print(f"node {node['metadata']['name']:<19} Ready={ready}")
+    return 0 if all(p.alive() for p in state.processes) else 1
+
+
+def _cmd_image_import(args: argparse.Namespace) -> int:
+    from aiokube.cluster.state import ClusterState
+    from aiokube.node.images import import_image
+
+    state = ClusterState.load(os.path.abspath(args.data_dir))
+    if state is None or not state.nodes:
+        print(f"no cluster with nodes recorded in {args.data_dir}", file=sys.stderr)
+        return 1
+    for node in state.nodes:
+        import_image(node.containerd_socket, args.file, base_name=args.base_name)
+        print(f"imported {args.file} into {node.name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiokube", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="start a local cluster in the background and wait until it is ready")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
+    p.add_argument("--port", type=int, default=6443, help="API server port (default 6443)")
+    p.add_argument("--etcd-port", type=int, default=2379, help="etcd client port; the peer port is this + 1")
+    p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser("down", help="stop everything `up` started")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.add_argument("--purge", action="store_true", help="also delete the data dir (all cluster state)")
+    p.set_defaults(func=_cmd_down)
+
+    p = sub.add_parser("status", help="show components and nodes")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("image", help="manage node images")
+    image_sub = p.add_subparsers(dest="image_command", required=True)
+    p = image_sub.add_parser("import", help="import an OCI or docker image archive into every node")
+    p.add_argument("file")
+    p.add_argument("--base-name", default=None, help="image name for an OCI archive without one")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.set_defaults(func=_cmd_image_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
