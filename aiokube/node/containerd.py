@@ -151,7 +151,7 @@ def start_containerd(cfg: ContainerdConfig, *, timeout: float = 20.0) -> Contain
     if cfg.netns:
         # nsenter, not `ip netns exec`: the latter remounts /sys and runc then finds no cgroup mount.
         argv = ["nsenter", f"--net={cfg.netns}", *argv]
-    log = open(cfg.log_path, "ab")  # noqa: SIM115 - handed to the child, closed right after
+    log = open(cfg.log_path, "ab")  # handed to the child, closed right after
     try:
         process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     finally:

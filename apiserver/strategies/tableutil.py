@@ -13,8 +13,10 @@ def parse_time(value: str) -> float:
 
 def human_duration(seconds: float) -> str:
     s = int(seconds)
-    if s < 0:
+    if s < -1:
         return "<invalid>"
+    if s < 0:  # up to 2 s of clock skew reads as "now", like apimachinery's HumanDuration
+        return "0s"
     if s < 120:
         return f"{s}s"
     minutes = s // 60
@@ -32,7 +34,9 @@ def human_duration(seconds: float) -> str:
         return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
     if days < 365 * 2:
         return f"{days}d"
-    return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    if days < 365 * 8:
+        return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    return f"{days // 365}y"
 
 
 def age(obj: Obj, now: float) -> str:

@@ -35,12 +35,14 @@ class EtcdProcess:
                 self.process.wait()
 
 
-def start_etcd(data_dir: str | None = None, *, extra_args: list[str] | None = None) -> EtcdProcess:
+def start_etcd(data_dir: str | None = None, *, extra_args: list[str] | None = None,
+               client_port: int | None = None, peer_port: int | None = None) -> EtcdProcess:
+    """Start etcd; pass the same data_dir and ports again to restart it on its existing data."""
     binary = shutil.which("etcd")
     if binary is None:
         raise RuntimeError("etcd is not installed: run `bash deploy/install.sh` (Debian package etcd-server)")
     data_dir = data_dir or tempfile.mkdtemp(prefix="aiokube-etcd-")
-    client_port, peer_port = free_port(), free_port()
+    client_port, peer_port = client_port or free_port(), peer_port or free_port()
     url = f"http://127.0.0.1:{client_port}"
     log = open(os.path.join(data_dir, "etcd.log"), "ab")  # noqa: SIM115 - closed with the process
     args = [

@@ -1,0 +1,135 @@
+"""Small helpers of every verb: query parameters, timestamps, (de)serialising stored values, JSON responses,
+and the translation of storage errors into Kubernetes Status errors."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+import orjson
+from starlette.responses import Response
+
+from aiokube.api.errors import ApiError, already_exists, bad_request, conflict, expired, not_found
+from aiokube.api.types import Obj
+from apiserver.registry import ResourceHandle
+from apiserver.storage.interface import (
+    CompactedError,
+    ConflictError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    StorageUnavailableError,
+)
+
+JSON = "application/json"
+MODIFIED_MESSAGE = "the object has been modified; please apply your changes to the latest version and try again"
+_GO_TRUE = {"1", "t", "true"}
+_GO_FALSE = {"0", "f", "false", ""}
+
+
+def go_bool(value: str | None, default: bool = False) -> bool:
+    """strconv.ParseBool: 1/t/T/TRUE/true/True and their false twins; anything else is a 400."""
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _GO_TRUE:
+        return True
+    if lowered in _GO_FALSE:
+        return False
+    raise bad_request(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def query_int(query: Mapping[str, str], name: str) -> int | None:
+    value = query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise bad_request(f'invalid value for {name}: strconv.ParseInt: parsing "{value}": invalid syntax') from None
+
+
+def is_dry_run(query: Mapping[str, str], values: list[str] | None = None) -> bool:
+    runs = values if values is not None else [query.get("dryRun", "")]
+    for value in runs:
+        if value and value != "All":
+            raise bad_request(f'Invalid value: "{value}": supported values: "All"')
+    return any(runs)
+
+
+def now_rfc3339(clock: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if clock is None else clock, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet (no vowels, no 0/1/3)
+
+
+def random_suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(length))
+
+
+def from_kv(kv: KeyValue) -> Obj:
+    obj: Obj = orjson.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def to_stored(obj: Obj) -> bytes:
+    meta = obj.get("metadata", {})
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def with_type(obj: Obj, handle: ResourceHandle) -> Obj:
+    obj["apiVersion"] = handle.info.api_version
+    obj["kind"] = handle.info.kind
+    return obj
+
+
+def json_response(obj: object, status: int = 200, warnings: list[str] | None = None) -> Response:
+    headers = None
+    if warnings:
+        # Starlette joins duplicate header names only via raw headers; one Warning header per message.
+        response = Response(orjson.dumps(obj), status_code=status, media_type=JSON)
+        for message in warnings:
+            escaped = message.replace("\\", "\\\\").replace('"', '\\"')
+            response.raw_headers.append((b"warning", f'299 - "{escaped}"'.encode()))
+        return response
+    return Response(orjson.dumps(obj), status_code=status, media_type=JSON, headers=headers)
+
+
+def status_success(handle: ResourceHandle, obj: Obj) -> Obj:
+    meta = obj.get("metadata", {})
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": meta.get("name", ""), "group": handle.info.group, "kind": handle.info.plural,
+                        "uid": meta.get("uid", "")}}
+
+
+@contextlib.contextmanager
+def storage_errors(handle: ResourceHandle, name: str) -> Iterator[None]:
+    """Turn storage failures into the Status Kubernetes returns for them."""
+    info = handle.info
+    try:
+        yield
+    except KeyExistsError:
+        raise already_exists(info.plural, info.group, name) from None
+    except KeyNotFoundError:
+        raise not_found(info.plural, info.group, name) from None
+    except ConflictError:
+        raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE) from None
+    except CompactedError as exc:
+        raise expired(f"The resourceVersion for the provided watch is too old. ({exc})") from None
+    except StorageUnavailableError as exc:
+        raise ApiError(503, f"etcd is unavailable: {exc}", "ServiceUnavailable") from None

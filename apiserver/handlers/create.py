@@ -1,0 +1,71 @@
+"""POST on a collection: metadata, defaults, validation, then a create-if-absent in storage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from aiokube.api.errors import ApiError, already_exists
+from aiokube.api.types import Obj
+from apiserver.handlers.common import random_suffix, to_stored
+from apiserver.handlers.namespaces import check_namespace_writable
+from apiserver.handlers.objectmeta import check_identity, check_type, prepare_create_meta, track_managed_fields
+from apiserver.handlers.state import ServerState
+from apiserver.handlers.validation import check_schema, check_strategy
+from apiserver.registry import ResourceHandle
+from apiserver.storage.interface import KeyExistsError
+
+# generateName collisions are retried with a new suffix, as apiserver's create does a few times.
+_GENERATE_NAME_ATTEMPTS = 8
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = "Warn"
+    manager: str = "unknown"
+    force: bool = False
+    manager_explicit: bool = False  # fieldManager was given (server-side apply requires it)
+
+
+async def create_object(state: ServerState, handle: ResourceHandle, namespace: str | None, body: object,
+                        opts: WriteOptions, *, skip_schema: bool = False,
+                        track_fields: bool = True) -> tuple[Obj, list[str]]:
+    obj = check_type(body, handle)
+    check_identity(obj, handle, namespace, None)
+    meta = obj["metadata"]
+    info = handle.info
+    warnings: list[str] = []
+    if not skip_schema:
+        warnings = check_schema(state, obj, group=info.group, version=info.version, kind=info.kind,
+                                name=meta.get("name") or meta.get("generateName", ""), mode=opts.field_validation)
+    now = time.time()
+    prepare_create_meta(obj, handle, now)
+    strategy = handle.strategy
+    strategy.default(obj)
+    strategy.prepare_for_create(obj)
+    generated = not meta.get("name")
+    if generated:
+        meta["name"] = meta["generateName"] + random_suffix()
+    check_strategy(handle, obj, None)
+    ns = meta.get("namespace") if info.namespaced else None
+    if ns:
+        await check_namespace_writable(state, ns)
+    if track_fields:
+        obj = track_managed_fields(None, obj, manager=opts.manager, operation="Update", subresource="",
+                                   api_version=info.api_version, now=now, schemas=state.schemas)
+    if opts.dry_run:
+        return obj, warnings
+    for _attempt in range(_GENERATE_NAME_ATTEMPTS):
+        try:
+            revision = await handle.storage.create(handle.key(ns, meta["name"]), to_stored(obj))
+        except KeyExistsError:
+            if not generated:
+                raise already_exists(info.plural, info.group, meta["name"]) from None
+            meta["name"] = meta["generateName"] + random_suffix()
+            continue
+        meta["resourceVersion"] = str(revision)
+        return obj, warnings
+    raise ApiError(409, f'{info.plural} "{meta["name"]}" already exists, the server was not able to generate a '
+                        f'unique name for the object', "AlreadyExists",
+                   {"name": meta["name"], "group": info.group, "kind": info.plural})

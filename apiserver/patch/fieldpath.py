@@ -1,0 +1,201 @@
+"""Field paths and field sets, the vocabulary of managedFields (structured-merge-diff's fieldpath).
+
+A path is a tuple of path elements written exactly as FieldsV1 keys are: `f:<field>` for a struct field or map
+key, `k:{"name":"nginx"}` for an associative-list item (its key fields as sorted compact JSON), `v:<json>` for
+a set item and `i:<n>` for an atomic-list position (never produced here). A field set is a plain Python
+`set` of such paths; FieldsV1 is its trie (`"."` marks a node that is itself a member).
+
+`SchemaWalker` knows, per schema node, whether a value is a scalar, a struct, a map or a list and of which list
+type, which is all server-side apply and managedFields need to enumerate an object's fields.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from apiserver.schema import FieldMeta, SchemaRegistry
+
+PathElement = str
+FieldPath = tuple[PathElement, ...]
+FieldSet = set[FieldPath]
+
+
+def field_element(name: str) -> PathElement:
+    return f"f:{name}"
+
+
+def key_element(item: dict[str, Any], keys: Iterable[str]) -> PathElement:
+    return "k:" + json.dumps({k: item.get(k) for k in sorted(keys) if k in item}, separators=(",", ":"),
+                             sort_keys=True)
+
+
+def value_element(value: Any) -> PathElement:
+    return "v:" + json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def to_fields_v1(fields: Iterable[FieldPath]) -> dict[str, Any]:
+    """Encode a field set as the FieldsV1 trie Kubernetes stores (`{"f:spec":{"f:replicas":{}}}`)."""
+    paths = set(fields)
+    root: dict[str, Any] = {}
+    for path in paths:
+        node = root
+        for element in path:
+            node = node.setdefault(element, {})
+    # A member that also has children is written with a "." entry.
+    for path in paths:
+        node = root
+        for element in path:
+            node = node[element]
+        if node:
+            node["."] = {}
+    return _sorted_trie(root)
+
+
+def _sorted_trie(node: dict[str, Any]) -> dict[str, Any]:
+    return {k: _sorted_trie(node[k]) for k in sorted(node, key=lambda k: (k != ".", k))}
+
+
+def from_fields_v1(trie: dict[str, Any] | None) -> FieldSet:
+    """Decode a FieldsV1 trie into a field set."""
+    out: FieldSet = set()
+
+    def walk(node: dict[str, Any], prefix: FieldPath) -> None:
+        for element, child in node.items():
+            if element == ".":
+                out.add(prefix)
+                continue
+            path = (*prefix, element)
+            if not child:
+                out.add(path)
+            else:
+                walk(child, path)
+
+    walk(trie or {}, ())
+    out.discard(())
+    return out
+
+
+def path_string(path: FieldPath) -> str:
+    """Render a path as structured-merge-diff prints it: `.spec.containers[name="nginx"].image`."""
+    out = []
+    for element in path:
+        kind, _, rest = element.partition(":")
+        if kind == "f":
+            out.append("." + rest)
+        elif kind == "k":
+            keys = json.loads(rest)
+            out.append("[" + ",".join(f"{k}={json.dumps(v)}" for k, v in keys.items()) + "]")
+        elif kind == "v":
+            out.append(f"[={rest}]")
+        else:
+            out.append(f"[{rest}]")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Node:
+    """How one schema node treats its value: "scalar", "struct", "map", "atomic" or a list kind."""
+
+    kind: str  # scalar | struct | map | atomic | list-map | list-set | list-atomic
+    schema: dict[str, Any]
+    keys: tuple[str, ...] = ()
+
+
+class SchemaWalker:
+    """Classifies values by schema for server-side apply's field sets."""
+
+    def __init__(self, schemas: SchemaRegistry) -> None:
+        self.schemas = schemas
+
+    def node(self, meta: FieldMeta, value: Any) -> Node:
+        schema = meta.schema
+        if isinstance(value, list):
+            list_type = meta.list_type
+            if list_type is None and meta.merge_key:
+                list_type = "map"  # strategic-merge lists without list-type are keyed by their merge key
+            if list_type == "map":
+                return Node("list-map", meta.item_schema, meta.list_map_keys or (meta.merge_key or "name",))
+            if list_type == "set":
+                return Node("list-set", meta.item_schema)
+            return Node("list-atomic", meta.item_schema)
+        if isinstance(value, dict):
+            if meta.map_type == "atomic" or not schema:
+                return Node("atomic", schema)
+            if "properties" in schema:
+                return Node("struct", schema)
+            if isinstance(schema.get("additionalProperties"), dict):
+                return Node("map", schema)
+            return Node("atomic", schema)
+        return Node("scalar", schema)
+
+    def child_meta(self, parent: dict[str, Any], name: str) -> FieldMeta:
+        return self.schemas.patch_meta(parent, name)
+
+    def item_meta(self, item_schema: dict[str, Any]) -> FieldMeta:
+        return FieldMeta(schema=self.schemas.resolve(item_schema))
+
+    def root_meta(self, schema: dict[str, Any]) -> FieldMeta:
+        return FieldMeta(schema=schema)
+
+    def children(self, meta: FieldMeta, value: Any) -> Iterator[tuple[PathElement, FieldMeta, Any]]:
+        """The granular children of a value: (path element, child metadata, child value)."""
+        node = self.node(meta, value)
+        if node.kind in ("struct", "map"):
+            for name, child in value.items():
+                yield field_element(name), self.child_meta(node.schema, name), child
+        elif node.kind == "list-map":
+            for item in value:
+                if isinstance(item, dict):
+                    yield key_element(item, node.keys), self.item_meta(node.schema), item
+        elif node.kind == "list-set":
+            for item in value:
+                yield value_element(item), FieldMeta(), item
+
+    def applied_fields(self, meta: FieldMeta, value: Any, prefix: FieldPath = ()) -> FieldSet:
+        """The fields a configuration sets (structured-merge-diff's ToFieldSet): leaves, atomic values, list
+        items (which are members themselves) and empty or null struct fields."""
+        out: FieldSet = set()
+        node = self.node(meta, value)
+        if node.kind in ("scalar", "atomic", "list-atomic"):
+            if prefix:
+                out.add(prefix)
+            return out
+        for element, child_meta, child in self.children(meta, value):
+            path = (*prefix, element)
+            out |= self.applied_fields(child_meta, child, path)
+            child_kind = self.node(child_meta, child).kind
+            if node.kind in ("list-map", "list-set") or child is None or (
+                    isinstance(child, dict) and not child) or (node.kind == "map" and child_kind == "scalar"):
+                out.add(path)
+        return out
+
+    def all_paths(self, meta: FieldMeta, value: Any, prefix: FieldPath = ()) -> FieldSet:
+        """Every node path present in a value (intermediate ones included)."""
+        out: FieldSet = {prefix} if prefix else set()
+        for element, child_meta, child in self.children(meta, value):
+            out |= self.all_paths(child_meta, child, (*prefix, element))
+        return out
+
+    def member_nodes(self, meta: FieldMeta, value: Any, prefix: FieldPath = ()) -> FieldSet:
+        """Nodes an Update owns as such when it adds them: list items, set items and granular maps."""
+        out: FieldSet = set()
+        node = self.node(meta, value)
+        if prefix and (node.kind == "map" or prefix[-1][:2] in ("k:", "v:")):
+            out.add(prefix)
+        for element, child_meta, child in self.children(meta, value):
+            out |= self.member_nodes(child_meta, child, (*prefix, element))
+        return out
+
+    def leaf_values(self, meta: FieldMeta, value: Any, prefix: FieldPath = ()) -> dict[FieldPath, Any]:
+        """Path -> value for every leaf (scalar, atomic value, set item) and every empty granular value."""
+        out: dict[FieldPath, Any] = {}
+        node = self.node(meta, value)
+        if node.kind in ("scalar", "atomic", "list-atomic") or (isinstance(value, dict | list) and not value):
+            out[prefix] = value
+            return out
+        for element, child_meta, child in self.children(meta, value):
+            out.update(self.leaf_values(child_meta, child, (*prefix, element)))
+        return out

@@ -1,0 +1,197 @@
+"""Resource paths: /api/v1/... and /apis/{group}/{version}/..., parsed once and dispatched to the handlers.
+
+    [/watch]/{plural}[/{name}[/{subresource}]]
+    [/watch]/namespaces/{namespace}/{plural}[/{name}[/{subresource}]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from aiokube.api.errors import ApiError, bad_request
+from apiserver.codec import decode_body
+from apiserver.handlers import subresources
+from apiserver.handlers.common import go_bool, is_dry_run, json_response, with_type
+from apiserver.handlers.create import WriteOptions, create_object
+from apiserver.handlers.delete import delete_collection, delete_object, parse_delete_options
+from apiserver.handlers.objectmeta import manager_from
+from apiserver.handlers.patch import patch_object
+from apiserver.handlers.read import get_object, list_objects
+from apiserver.handlers.state import ServerState
+from apiserver.handlers.update import update_object
+from apiserver.handlers.validation import field_validation
+from apiserver.handlers.watch import WatchStream, parse_watch
+from apiserver.registry import ResourceHandle
+from apiserver.tables import include_object, object_table, to_table, wants_table
+
+
+@dataclass
+class Target:
+    handle: ResourceHandle
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    watch_path: bool
+
+    @property
+    def verb_resource(self) -> tuple[str, str]:
+        return self.handle.info.plural, self.subresource or ""
+
+
+def _not_found(path: str) -> ApiError:
+    return ApiError(404, "the server could not find the requested resource", "NotFound",
+                    {"causes": [{"reason": "UnexpectedServerResponse", "message": f"404 page not found: {path}"}]})
+
+
+def resolve(state: ServerState, group: str, version: str, rest: list[str], path: str) -> Target:
+    watch_path = bool(rest) and rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and not (group == "" and len(rest) == 3
+                                                            and rest[2] in ("status", "finalize")):
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3 or not all(rest):
+        raise _not_found(path)
+    handle = state.registry.get(group, version, rest[0])
+    if handle is None or (namespace is not None and not handle.info.namespaced):
+        raise _not_found(path)
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if sub is not None and sub not in handle.info.subresources:
+        raise _not_found(path)
+    if name is not None and handle.info.namespaced and namespace is None:
+        raise _not_found(path)
+    return Target(handle, namespace, name, sub, watch_path)
+
+
+def _verb(method: str, target: Target, watch: bool) -> str:
+    if method == "GET":
+        if watch:
+            return "watch"
+        return "get" if target.name else "list"
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete" if target.name else "deletecollection"
+    raise ApiError(405, f"the server does not allow this method on the requested resource ({method})",
+                   "MethodNotAllowed")
+
+
+def _check_verb(target: Target, verb: str) -> None:
+    info = target.handle.info
+    if target.subresource:
+        allowed: tuple[str, ...] = info.subresources[target.subresource][3]
+    else:
+        allowed = info.verbs
+    if verb not in allowed and not (verb == "watch" and "list" in allowed and "watch" in info.verbs):
+        raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed",
+                       {"kind": info.plural, "group": info.group, "name": target.name or ""})
+
+
+async def _read_body(request: Request, state: ServerState) -> bytes:
+    limit = state.config.max_body_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "the request body is too large", "RequestEntityTooLarge")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "the request body is too large", "RequestEntityTooLarge")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_options(request: Request, body_dry_run: list[str] | None = None) -> WriteOptions:
+    query = request.query_params
+    manager = query.get("fieldManager")
+    if manager is not None and len(manager) > 128:
+        raise bad_request("fieldManager: Too long: may not be more than 128 bytes")
+    return WriteOptions(dry_run=is_dry_run(query, query.getlist("dryRun")),
+                        field_validation=field_validation(query),
+                        manager=manager_from(request.headers.get("user-agent"), manager),
+                        force=go_bool(query.get("force")),
+                        manager_explicit=bool(manager))
+
+
+async def serve(state: ServerState, request: Request, target: Target) -> tuple[str, Response]:
+    """Run the request against its target; returns (verb, response) for metrics."""
+    query = request.query_params
+    method = request.method
+    watch = target.watch_path or (method == "GET" and target.name is None and go_bool(query.get("watch")))
+    verb = _verb(method, target, watch)
+    _check_verb(target, verb)
+    handle, ns, name, sub = target.handle, target.namespace, target.name, target.subresource
+    accept = request.headers.get("accept")
+    if verb in ("get", "list", "watch"):
+        table = include_object(query.get("includeObject")) if wants_table(accept) else None
+        if verb == "watch":
+            stream = WatchStream(state, parse_watch(handle, ns, query, table))
+            return verb, StreamingResponse(stream.lines(), media_type="application/json",
+                                           headers={"Cache-Control": "no-cache"})
+        if verb == "list":
+            result = await list_objects(handle, ns, query)
+            if table is not None:
+                return verb, json_response(to_table(handle, result["items"], mode=table, list_meta=result["metadata"]))
+            return verb, json_response(result)
+        assert name is not None
+        if sub in ("log", "exec"):
+            raise subresources.node_proxy_not_served(sub, ns or "", name)
+        obj = await get_object(handle, ns, name)
+        if sub == "scale":
+            return verb, json_response(subresources.to_scale(obj))
+        return verb, json_response(object_table(handle, obj, table) if table is not None else obj)
+    body = await _read_body(request, state)
+    content_type = request.headers.get("content-type")
+    if verb == "patch":
+        assert name is not None
+        opts = _write_options(request)
+        if sub == "scale":
+            return verb, json_response(await subresources.patch_scale(state, handle, ns, name, body, content_type,
+                                                                      opts))
+        code, obj, warnings = await patch_object(state, handle, ns, name, body, content_type, opts,
+                                                 subresource=sub or "")
+        return verb, json_response(with_type(obj, handle), code, warnings)
+    decoded = decode_body(body, content_type) if body.strip() else None
+    if verb in ("delete", "deletecollection"):
+        dry = is_dry_run(query, query.getlist("dryRun"))
+        options = parse_delete_options(decoded, query, dry)
+        if verb == "delete":
+            assert name is not None
+            result = await delete_object(state, handle, ns, name, options)
+            return verb, json_response(with_type(result, handle) if result.get("kind") != "Status" else result)
+        listing = await list_objects(handle, ns, query)
+        return verb, json_response(await delete_collection(state, handle, ns, listing["items"], options))
+    if decoded is None:
+        raise bad_request("the request body is empty")
+    opts = _write_options(request)
+    if verb == "create":
+        if sub == "binding" or (handle.info.plural == "bindings" and name is None):
+            pods = state.registry.handle("pods")
+            return verb, json_response(await subresources.bind_pod(state, pods, ns or "", name, decoded, opts), 201)
+        if sub == "eviction":
+            assert name is not None
+            return verb, json_response(await subresources.evict_pod(state, handle, ns or "", name, decoded,
+                                                                    opts.dry_run), 201)
+        if sub == "exec":
+            raise subresources.node_proxy_not_served(sub, ns or "", name or "")
+        if name is not None:
+            raise ApiError(405, "POST is not allowed on an object; use PUT or PATCH", "MethodNotAllowed")
+        obj, warnings = await create_object(state, handle, ns, decoded, opts)
+        return verb, json_response(obj, 201, warnings)
+    assert name is not None
+    if sub == "scale":
+        return verb, json_response(await subresources.update_scale(state, handle, ns, name, decoded, opts))
+    if sub == "finalize":
+        return verb, json_response(await subresources.finalize_namespace(state, handle, name, decoded, opts))
+    obj, warnings = await update_object(state, handle, ns, name, decoded, opts, subresource=sub or "")
+    return verb, json_response(with_type(obj, handle), 200, warnings)

@@ -1,0 +1,242 @@
+"""EtcdStorage: the Storage protocol (interface.py) on etcd v3 through the asyncio client aetcd.
+
+Every write is one etcd transaction guarded by a revision comparison, so optimistic concurrency is
+decided by etcd itself:
+    create  compare(mod_revision == 0)         then put        else KeyExistsError
+    update  compare(mod_revision == expected)  then put        else ConflictError(current) / KeyNotFoundError
+    delete  compare(mod_revision == expected)  then delete(prev_kv) (or compare(version > 0) without a
+            precondition)                                     else ConflictError(current) / KeyNotFoundError
+`list` uses the raw Range RPC (aetcd's helpers have no limit/revision) with `limit + 1` so `more` is exact,
+and a second count-only Range at the same revision for `remaining`.
+
+Connection handling: the gRPC channel reconnects by itself (backoff capped at 1 s). Unary calls wait for the
+channel to be ready (`wait_for_ready`) up to `request_timeout`; reads are then retried briefly, writes are not
+(a write that broke mid-flight may have committed). Usage:
+
+    storage = EtcdStorage(["http://127.0.0.1:2379"])
+    await storage.connect()      # inside the running loop: gRPC objects belong to one loop
+    ...
+    await storage.close()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from urllib.parse import urlsplit
+
+import aetcd
+import grpc
+from aetcd import rpc, utils
+
+from apiserver.storage.etcd_errors import retry_read, translate
+from apiserver.storage.etcd_watch import probe_compact_revision, watch_range
+from apiserver.storage.interface import (
+    CompactedError,
+    ConflictError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    ListResult,
+    StorageError,
+    StorageUnavailableError,
+    WatchEvent,
+)
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_OPTIONS = {
+    # Reconnect quickly after an etcd restart instead of gRPC's default backoff of up to 120 s.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    # Notice a silently dead peer (no RST) within ~15 s; etcd accepts pings every >= 5 s.
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    # A watch catching up over many revisions can receive large batches.
+    "grpc.max_receive_message_length": 2**31 - 1,
+    "grpc.max_send_message_length": 2**31 - 1,
+}
+
+
+def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
+    """(host, port) for aetcd, which builds the gRPC target as f"{host}:{port}".
+
+    Several IP endpoints become one `ipv4:` target listing them all, so gRPC fails over between them
+    (pick_first); otherwise the first endpoint is used.
+    """
+    if not endpoints:
+        raise ValueError("at least one etcd endpoint is required")
+    parsed = [urlsplit(e if "://" in e else f"http://{e}") for e in endpoints]
+    for url in parsed:
+        if url.scheme != "http":
+            raise ValueError(f"unsupported etcd endpoint {url.geturl()!r}: only http:// is implemented")
+    addresses = [(url.hostname or "127.0.0.1", url.port or 2379) for url in parsed]
+    if len(addresses) > 1 and all(host.replace(".", "").isdigit() for host, _ in addresses):
+        listed = ",".join(f"{host}:{port}" for host, port in addresses)
+        head, _, last_port = listed.rpartition(":")
+        return f"ipv4:{head}", int(last_port)
+    return addresses[0]
+
+
+def _key_value(kv: rpc.KeyValue) -> KeyValue:
+    return KeyValue(key=kv.key.decode(), value=kv.value, mod_revision=kv.mod_revision,
+                    create_revision=kv.create_revision)
+
+
+def _compare_mod(key: bytes, revision: int) -> rpc.Compare:
+    return rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision)
+
+
+def _put(key: bytes, value: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
+
+
+def _get(key: bytes) -> rpc.RequestOp:
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
+
+
+class EtcdStorage:
+    """Storage on etcd. See the module docstring for the transaction of each verb."""
+
+    def __init__(self, endpoints: Sequence[str], *, request_timeout: float = 5.0,
+                 watch_reconnect_timeout: float = 60.0) -> None:
+        self._host, self._port = grpc_target(endpoints)
+        self._endpoints = list(endpoints)
+        self._request_timeout = request_timeout
+        self._watch_reconnect_timeout = watch_reconnect_timeout
+        self._client: aetcd.Client | None = None
+
+    async def connect(self) -> None:
+        client = aetcd.Client(host=self._host, port=self._port, timeout=None, options=_CHANNEL_OPTIONS)
+        await client.connect()
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    @property
+    def _kv(self) -> rpc.KVStub:
+        if self._client is None or self._client.kvstub is None:
+            raise StorageUnavailableError("EtcdStorage is not connected: call `await storage.connect()` first")
+        return self._client.kvstub
+
+    def _watch_stub(self) -> rpc.WatchStub:
+        if self._client is None or self._client.channel is None:
+            raise StorageUnavailableError("EtcdStorage is closed")
+        return rpc.WatchStub(self._client.channel)
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    async def _range(self, request: rpc.RangeRequest, what: str) -> rpc.RangeResponse:
+        async def call() -> rpc.RangeResponse:
+            return await self._kv.Range(request, timeout=self._request_timeout, wait_for_ready=True)
+        try:
+            return await retry_read(call, what=what)
+        except CompactedError as error:
+            # The Range error does not say up to where etcd compacted; clients resuming after a 410 want to.
+            compacted = await probe_compact_revision(self._watch_stub(), within=self._request_timeout)
+            raise CompactedError(str(error), compacted) from error
+
+    async def get(self, key: str) -> KeyValue | None:
+        response = await self._range(rpc.RangeRequest(key=key.encode()), "get")
+        return _key_value(response.kvs[0]) if response.kvs else None
+
+    async def list(self, prefix: str, *, limit: int = 0, start_after: str | None = None,
+                   revision: int | None = None) -> ListResult:
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        prefix_bytes = prefix.encode()
+        range_end = utils.prefix_range_end(prefix_bytes)
+        # The first key strictly after `start_after` is start_after + b"\0".
+        start = start_after.encode() + b"\0" if start_after is not None else prefix_bytes
+        if start < prefix_bytes:
+            start = prefix_bytes
+        request = rpc.RangeRequest(key=start, range_end=range_end, revision=revision or 0,
+                                   limit=limit + 1 if limit else 0)
+        response = await self._range(request, "list")
+        at_revision = revision or response.header.revision
+        kvs = list(response.kvs)
+        more = bool(limit) and len(kvs) > limit
+        items = [_key_value(kv) for kv in kvs[:limit or None]]
+        remaining = 0
+        if more:
+            # `count` counts every key in [start, range_end) regardless of limit.
+            remaining = response.count - len(items)
+        return ListResult(items=items, revision=at_revision, more=more, remaining=remaining)
+
+    async def current_revision(self) -> int:
+        # A count-only range over an empty key range returns just the header with the store revision.
+        request = rpc.RangeRequest(key=b"\0", count_only=True, limit=1)
+        response = await self._range(request, "current_revision")
+        return int(response.header.revision)
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    async def _txn(self, request: rpc.TxnRequest) -> rpc.TxnResponse:
+        try:
+            return await self._kv.Txn(request, timeout=self._request_timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as error:
+            raise translate(error) from error
+
+    async def create(self, key: str, value: bytes) -> int:
+        key_bytes = key.encode()
+        response = await self._txn(rpc.TxnRequest(compare=[_compare_mod(key_bytes, 0)],
+                                                  success=[_put(key_bytes, value)]))
+        if not response.succeeded:
+            raise KeyExistsError(f"key {key!r} already exists")
+        return int(response.header.revision)
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
+        if expected_revision <= 0:
+            raise ValueError("expected_revision must be a real mod_revision (> 0); use create for new keys")
+        key_bytes = key.encode()
+        response = await self._txn(rpc.TxnRequest(compare=[_compare_mod(key_bytes, expected_revision)],
+                                                  success=[_put(key_bytes, value)], failure=[_get(key_bytes)]))
+        if not response.succeeded:
+            raise self._precondition_failure(key, expected_revision, response)
+        return int(response.header.revision)
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> tuple[KeyValue, int]:
+        key_bytes = key.encode()
+        if expected_revision is None:
+            # version > 0 means "exists"; without the compare a delete of a missing key would succeed silently.
+            compare = rpc.Compare(key=key_bytes, target=rpc.Compare.VERSION, result=rpc.Compare.GREATER,
+                                  version=0)
+        else:
+            compare = _compare_mod(key_bytes, expected_revision)
+        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key_bytes, prev_kv=True))
+        response = await self._txn(rpc.TxnRequest(compare=[compare], success=[delete], failure=[_get(key_bytes)]))
+        if not response.succeeded:
+            raise self._precondition_failure(key, expected_revision, response)
+        deleted = response.responses[0].response_delete_range
+        if not deleted.prev_kvs:
+            raise StorageError(f"etcd deleted {key!r} but returned no previous value")
+        return _key_value(deleted.prev_kvs[0]), int(response.header.revision)
+
+    @staticmethod
+    def _precondition_failure(key: str, expected_revision: int | None,
+                              response: rpc.TxnResponse) -> StorageError:
+        current = response.responses[0].response_range.kvs if response.responses else []
+        if not current:
+            return KeyNotFoundError(f"key {key!r} not found")
+        kv = _key_value(current[0])
+        return ConflictError(
+            f"key {key!r} is at revision {kv.mod_revision}, expected {expected_revision}", current=kv)
+
+    # -- history -----------------------------------------------------------------------------------------
+
+    def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[WatchEvent]:
+        prefix_bytes = prefix.encode()
+        return watch_range(self._watch_stub, prefix_bytes, utils.prefix_range_end(prefix_bytes),
+                           start_revision=start_revision, reconnect_timeout=self._watch_reconnect_timeout)
+
+    async def compact(self, revision: int) -> None:
+        try:
+            await self._kv.Compact(rpc.CompactionRequest(revision=revision, physical=False),
+                                   timeout=self._request_timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as error:
+            raise translate(error, compact_revision=revision) from error

@@ -1,0 +1,1 @@
+"""aiokube's scheduler: assigns pending pods to nodes through the API server (see scheduler/scheduler.py)."""

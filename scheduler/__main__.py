@@ -1,0 +1,81 @@
+"""`python -m scheduler --kubeconfig FILE [--leader-elect]`: run the scheduler until SIGTERM/SIGINT.
+
+With --leader-elect only the holder of Lease kube-system/aiokube-scheduler schedules; losing the lease stops
+scheduling and exits non-zero (a fresh process rebuilds its cache from scratch, like kube-scheduler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from scheduler.scheduler import Scheduler
+
+log = logging.getLogger("scheduler")
+
+LEASE_NAMESPACE = "kube-system"
+LEASE_NAME = "aiokube-scheduler"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scheduler", description=__doc__)
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server to schedule for")
+    parser.add_argument("--leader-elect", action="store_true", help="schedule only while holding the Lease")
+    parser.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
+                        help="0 = adaptive (50%% of 100 nodes, falling to 5%%), as in kube-scheduler")
+    parser.add_argument("--bind-concurrency", type=int, default=64)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    from aiokube.client import ApiClient, LeaderElector
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    lost = False
+    async with ApiClient.from_kubeconfig(args.kubeconfig) as client:
+        scheduler = Scheduler(client, percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
+                              bind_concurrency=args.bind_concurrency)
+        if args.leader_elect:
+            elector = LeaderElector(client, namespace=LEASE_NAMESPACE, name=LEASE_NAME,
+                                    identity=f"{socket.gethostname()}_{os.getpid()}")
+
+            def stopped() -> None:
+                nonlocal lost
+                lost = not stop.is_set()
+
+            work = asyncio.create_task(elector.run(scheduler.run, stopped))
+        else:
+            work = asyncio.create_task(scheduler.run())
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stopper):
+            task.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)
+        if work in done and not work.cancelled() and work.exception() is not None:
+            log.error("scheduler failed: %r", work.exception())
+            return 1
+    if lost:
+        log.error("lost the leader lease; exiting")
+        return 1
+    log.info("scheduler stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""The scheduler loop: pop a pending pod → filter → score → select → assume → bind asynchronously.
+
+Informers on pods, nodes and PriorityClasses feed the cache (bound pods, nodes) and the queue (pending pods of
+this scheduler: schedulerName default-scheduler or unset, no nodeName, not terminating). Cluster events that
+could make waiting pods fit (node added or changed, a bound pod deleted or relabelled) move them out of the
+unschedulable set.
+
+A pod that fits nowhere gets PodScheduled=False/Unschedulable with Kubernetes' message through pods/status and
+a Warning FailedScheduling event; PostFilter (preemption) may nominate a node and evict lower-priority pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from aiokube.api.errors import ApiError
+from aiokube.api.types import Obj
+from scheduler.algorithm import Algorithm, FitError
+from scheduler.binder import DEFAULT_CONCURRENCY, Binder
+from scheduler.cache import SchedulerCache, node_allocatable, node_static_key
+from scheduler.framework import CycleState
+from scheduler.plugins import default_preemption
+from scheduler.plugins.resources_fit import NOMINATED_KEY
+from scheduler.podinfo import PodInfo, pod_info
+from scheduler.profile import default_plugins
+from scheduler.queue import QueuedPod, SchedulingQueue
+
+if TYPE_CHECKING:
+    from aiokube.client import ApiClient, EventRecorder
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "default-scheduler"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _is_assigned(pod: Obj) -> bool:
+    return bool((pod.get("spec") or {}).get("nodeName"))
+
+
+def _is_terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def _scheduling_relevant(pod: Obj) -> Any:
+    """What a pending pod's update must change to deserve a new scheduling attempt (not our own status writes)."""
+    meta = pod.get("metadata") or {}
+    return (pod.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"))
+
+
+class Scheduler:
+    def __init__(self, client: ApiClient, *, recorder: EventRecorder | None = None,
+                 clock: Callable[[], float] = time.monotonic, weights: dict[str, int] | None = None,
+                 percentage_of_nodes_to_score: int = 0, bind_concurrency: int = DEFAULT_CONCURRENCY,
+                 initial_backoff: float = 1.0, max_backoff: float = 10.0, rng: random.Random | None = None,
+                 scheduler_name: str = SCHEDULER_NAME) -> None:
+        from aiokube.client import EventRecorder
+
+        self.client = client
+        self.scheduler_name = scheduler_name
+        self.recorder = recorder or EventRecorder(client, component=scheduler_name)
+        self.cache = SchedulerCache()
+        self.queue = SchedulingQueue(clock, initial_backoff=initial_backoff, max_backoff=max_backoff)
+        self.plugins = default_plugins(self.cache, weights)
+        self.algorithm = Algorithm(self.cache, self.plugins, percentage_of_nodes_to_score=percentage_of_nodes_to_score,
+                                   rng=rng)
+        self.preemption = default_preemption.new(self.cache, self._check_node, self._evict)
+        self.binder = Binder(client, on_bound=self._on_bound, on_failed=self._on_bind_failed,
+                             concurrency=bind_concurrency)
+        self.priority_classes: dict[str, Obj] = {}
+        self.nominated: dict[str, dict[str, PodInfo]] = {}  # node -> pods nominated there by preemption
+        self._nominated_node: dict[str, str] = {}  # pod key -> node
+        self._bound_by_us: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.scheduled = 0  # pods sent to binding (for the benchmark and logs)
+
+    # ---- priority -----------------------------------------------------------------------------------------
+    def priority_of(self, pod: Obj) -> int:
+        """spec.priority, else the PriorityClass named by priorityClassName, else the global default, else 0
+        (what Kubernetes' Priority admission writes; done here when the API server did not)."""
+        spec = pod.get("spec") or {}
+        if spec.get("priority") is not None:
+            return int(spec["priority"])
+        name = spec.get("priorityClassName")
+        if name and name in self.priority_classes:
+            return int(self.priority_classes[name].get("value", 0))
+        for pc in self.priority_classes.values():
+            if pc.get("globalDefault"):
+                return int(pc.get("value", 0))
+        return 0
+
+    def _info(self, pod: Obj) -> PodInfo:
+        return pod_info(pod, self.priority_of(pod))
+
+    def responsible_for(self, pod: Obj) -> bool:
+        spec = pod.get("spec") or {}
+        return ((spec.get("schedulerName") or SCHEDULER_NAME) == self.scheduler_name
+                and not spec.get("nodeName") and not pod["metadata"].get("deletionTimestamp")
+                and not _is_terminal(pod))
+
+    # ---- informer handlers: pods --------------------------------------------------------------------------
+    def on_pod_add(self, pod: Obj) -> None:
+        if _is_assigned(pod):
+            if not _is_terminal(pod):
+                self.cache.add_or_update_pod(self._info(pod))
+        elif self.responsible_for(pod):
+            info = self._info(pod)
+            self._track_nomination(info)
+            self.queue.add(info)
+
+    def on_pod_update(self, old: Obj, new: Obj) -> None:
+        key = f"{new['metadata'].get('namespace', 'default')}/{new['metadata']['name']}"
+        if _is_assigned(new):
+            self.queue.delete(key)
+            self._untrack_nomination(key)
+            if _is_terminal(new):
+                if self.cache.remove_pod(key) is not None:
+                    self.queue.move_all()
+                return
+            self.cache.add_or_update_pod(self._info(new))
+            if _is_assigned(old) and (old["metadata"].get("labels") != new["metadata"].get("labels")):
+                self.queue.move_all()
+            if key in self._bound_by_us:
+                self._bound_by_us.discard(key)
+                self._ensure_scheduled_condition(new)
+            return
+        if not self.responsible_for(new):
+            self.queue.delete(key)
+            self._untrack_nomination(key)
+            return
+        info = self._info(new)
+        self._track_nomination(info)
+        if _scheduling_relevant(old) != _scheduling_relevant(new):
+            self.queue.update(info)
+        elif key in self.queue:
+            self.queue.refresh(info)
+        else:
+            self.queue.add(info)
+
+    def on_pod_delete(self, pod: Obj) -> None:
+        key = f"{pod['metadata'].get('namespace', 'default')}/{pod['metadata']['name']}"
+        self.queue.delete(key)
+        self._untrack_nomination(key)
+        if self.cache.remove_pod(key) is not None:
+            self.queue.move_all()  # freed resources, ports, anti-affinity: anyone may fit now
+
+    # ---- informer handlers: nodes and priority classes ----------------------------------------------------
+    def on_node_add(self, node: Obj) -> None:
+        self.cache.set_node(node)
+        self.queue.move_all()
+
+    def on_node_update(self, old: Obj, new: Obj) -> None:
+        self.cache.set_node(new)
+        # Heartbeats change only status conditions; only a change that could admit more pods moves them.
+        grew = any(b > a for a, b in zip(node_allocatable(old), node_allocatable(new), strict=True))
+        if grew or node_static_key(old) != node_static_key(new):
+            self.queue.move_all()
+
+    def on_node_delete(self, node: Obj) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    def on_priority_class(self, pc: Obj) -> None:
+        self.priority_classes[pc["metadata"]["name"]] = pc
+
+    def on_priority_class_update(self, old: Obj, new: Obj) -> None:
+        self.on_priority_class(new)
+
+    def on_priority_class_delete(self, pc: Obj) -> None:
+        self.priority_classes.pop(pc["metadata"]["name"], None)
+
+    # ---- nominations (preemption) -------------------------------------------------------------------------
+    def _track_nomination(self, info: PodInfo) -> None:
+        node = (info.pod.get("status") or {}).get("nominatedNodeName") or ""
+        if self._nominated_node.get(info.key) == node and node:
+            self.nominated[node][info.key] = info
+            return
+        self._untrack_nomination(info.key)
+        if node:
+            self._nominated_node[info.key] = node
+            self.nominated.setdefault(node, {})[info.key] = info
+
+    def _untrack_nomination(self, key: str) -> None:
+        node = self._nominated_node.pop(key, None)
+        if node is not None:
+            pods = self.nominated.get(node, {})
+            pods.pop(key, None)
+            if not pods:
+                self.nominated.pop(node, None)
+
+    def _nominated_requests(self, pod: PodInfo) -> dict[int, list[int]]:
+        """Room held on nodes for nominated pods at least as important as `pod` (so it cannot take it)."""
+        extra: dict[int, list[int]] = {}
+        for node, pods in self.nominated.items():
+            info = self.cache.nodes.get(node)
+            if info is None:
+                continue
+            for other in pods.values():
+                if other.key != pod.key and other.priority >= pod.priority:
+                    row = extra.setdefault(info.row, [0, 0, 0, 0])
+                    for i, value in enumerate(other.requests):
+                        row[i] += value
+        return extra
+
+    # ---- one scheduling cycle -----------------------------------------------------------------------------
+    async def schedule_one(self, qp: QueuedPod) -> None:
+        pod = qp.info
+        state = CycleState()
+        if self.nominated:
+            state[NOMINATED_KEY] = self._nominated_requests(pod)
+        nominated_node = self._nominated_node.get(pod.key, "")
+        try:
+            node = self.algorithm.schedule(state, pod, nominated_node)
+        except FitError as fit:
+            await self._handle_fit_error(qp, state, fit)
+            return
+        except Exception as exc:  # a plugin bug must not stop the scheduler; retry with backoff
+            log.exception("scheduling %s failed", pod.key)
+            self.queue.add_backoff(qp)
+            self._spawn(self.recorder.event(pod.pod, "Warning", "FailedScheduling", str(exc)))
+            return
+        self.cache.assume(pod, node)
+        self.queue.done(pod.key)
+        self._untrack_nomination(pod.key)
+        self.scheduled += 1
+        self.binder.start(pod.pod, node)
+
+    async def _handle_fit_error(self, qp: QueuedPod, state: CycleState, fit: FitError) -> None:
+        pod = qp.info
+        nominated: str | None = None
+        if fit.statuses:
+            try:
+                nominated, status = await self.preemption.post_filter(state, pod, fit.statuses)
+                if not status.is_success:
+                    fit.post_filter_message = status.message
+            except Exception:
+                log.exception("preemption for %s failed", pod.key)
+        message = fit.message()
+        log.info("pod %s is unschedulable: %s", pod.key, message)
+        self.queue.add_unschedulable(qp)
+        self._spawn(self.recorder.event(pod.pod, "Warning", "FailedScheduling", message))
+        self._spawn(self._write_unschedulable(pod.pod, message, nominated))
+
+    def _check_node(self, state: CycleState, pod: PodInfo, node: Any) -> Any:
+        skipped, _ = self.algorithm.pre_filter(state.clone(), pod)
+        return self.algorithm.run_filters(state, pod, node, skipped)
+
+    async def _evict(self, pod: PodInfo, node: str, victims: list[PodInfo]) -> None:
+        """Nominate `node` for `pod` and delete the victims gracefully (their kubelet stops them)."""
+        nominated_copy = {**pod.pod, "status": {**(pod.pod.get("status") or {}), "nominatedNodeName": node}}
+        self._track_nomination(replace(pod, pod=nominated_copy))
+        for victim in victims:
+            try:
+                await self.client.delete("pods", victim.name, namespace=victim.namespace)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+            uid = pod.pod["metadata"].get("uid", "")
+            self._spawn(self.recorder.event(victim.pod, "Normal", "Preempted",
+                                            f"Preempted by pod {uid} on node {node}"))
+
+    async def _write_unschedulable(self, pod: Obj, message: str, nominated: str | None) -> None:
+        status = pod.get("status") or {}
+        current: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+        patch_status: Obj = {}
+        if (current.get("status"), current.get("reason"), current.get("message")) != (
+                "False", "Unschedulable", message):
+            patch_status["conditions"] = [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": current.get("lastTransitionTime") if current.get("status") == "False"
+                else _utc_now()}]
+        if nominated and status.get("nominatedNodeName") != nominated:
+            patch_status["nominatedNodeName"] = nominated
+        if not patch_status:
+            return
+        meta = pod["metadata"]
+        try:
+            await self.client.patch("pods", meta["name"], {"status": patch_status}, namespace=meta.get("namespace"),
+                                    patch_type="strategic", subresource="status")
+        except ApiError as exc:
+            log.info("writing PodScheduled=False for %s failed: %s", meta["name"], exc)
+
+    def _ensure_scheduled_condition(self, pod: Obj) -> None:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "PodScheduled" and c.get("status") == "True" for c in conditions):
+            return  # the API server's binding already set it (as Kubernetes' does)
+        meta = pod["metadata"]
+        patch = {"status": {"conditions": [{"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                                            "lastTransitionTime": _utc_now()}]}}
+        self._spawn(self.client.patch("pods", meta["name"], patch, namespace=meta.get("namespace"),
+                                      patch_type="strategic", subresource="status"))
+
+    # ---- binding outcomes ---------------------------------------------------------------------------------
+    def _on_bound(self, pod: Obj, node: str) -> None:
+        meta = pod["metadata"]
+        key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        self._bound_by_us.add(key)
+        current = self.cache.nodes.get(node)
+        if current is not None and key in current.pods and not self.cache.is_assumed(key):
+            # The informer's event already arrived before the binding response.
+            self._bound_by_us.discard(key)
+            self._ensure_scheduled_condition(current.pods[key].pod)
+        self._spawn(self.recorder.event(pod, "Normal", "Scheduled",
+                                        f"Successfully assigned {key} to {node}"))
+
+    def _on_bind_failed(self, pod: Obj, node: str, exc: Exception) -> None:
+        meta = pod["metadata"]
+        key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        self.cache.forget(key)
+        if isinstance(exc, ApiError) and exc.code == 404:
+            return  # the pod is gone
+        if isinstance(exc, ApiError) and exc.code == 409 and "already" in exc.message:
+            return  # someone bound it; the informer will show where
+        info = self._info(pod)
+        self.queue.add_backoff(QueuedPod(info=info, timestamp=self.queue.clock(), attempts=1))
+        self._spawn(self.recorder.event(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}"))
+        self.queue.move_all()  # the assumed resources are free again
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+    # ---- running ------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start informers, wait for their caches, then schedule until cancelled."""
+        from aiokube.client import Informer
+
+        pcs = Informer(self.client, "priorityclasses")
+        pcs.add_handler(on_add=self.on_priority_class, on_update=self.on_priority_class_update,
+                        on_delete=self.on_priority_class_delete)
+        nodes = Informer(self.client, "nodes")
+        nodes.add_handler(on_add=self.on_node_add, on_update=self.on_node_update, on_delete=self.on_node_delete)
+        pods = Informer(self.client, "pods")
+        pods.add_handler(on_add=self.on_pod_add, on_update=self.on_pod_update, on_delete=self.on_pod_delete)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(pcs.run())
+                await pcs.wait_synced()  # priorities must be known before pods are queued
+                group.create_task(nodes.run())
+                await nodes.wait_synced()
+                group.create_task(pods.run())
+                await pods.wait_synced()
+                log.info("caches synced: %d nodes, %d pending pods", self.cache.node_count, len(self.queue))
+                while True:
+                    qp = await self.queue.pop()
+                    await self.schedule_one(qp)
+                    # Let informer events and binding responses in between pods so the cache stays fresh.
+                    await asyncio.sleep(0)
+        finally:
+            await self.binder.aclose()
+            for task in list(self._background):
+                task.cancel()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background request failed: %r", task.exception())

@@ -1,0 +1,47 @@
+"""Run the real API server (uvicorn + the ASGI app) on a free loopback port in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import uvicorn
+
+from apiserver.app import create_app
+from apiserver.config import Config
+from tests.support.etcd import free_port
+
+
+@contextmanager
+def running_apiserver(etcd_url: str, etcd_prefix: str, **overrides: object) -> Iterator[str]:
+    """Yields the server's base URL; stops it (lifespan shutdown included) on exit."""
+    port = free_port()
+    config = replace(Config(etcd_servers=(etcd_url,), etcd_prefix=etcd_prefix, port=port), **overrides)  # type: ignore[arg-type]
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, lifespan="on",
+                                           log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+                                           http="h11"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    thread = threading.Thread(target=server.run, name=f"apiserver-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the API server did not become ready")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(15)
