@@ -26,7 +26,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "creating the Python environment in .venv"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  if ! .venv/bin/pip install -q -e '.[dev]' > .venv/pip-install.log 2>&1; then
+  if ! .venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=compat > .venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log >&2
     exit 1
   fi

@@ -84,8 +84,8 @@ class NodeStrategy(KindStrategy):
                 causes.append(fe.required(f"{path}.key"))
             else:
                 causes += [fe.invalid(f"{path}.key", key, msg) for msg in names.qualified_name(key)]
-            if taint.get("value"):
-                causes += [fe.invalid(f"{path}.value", taint["value"], msg) for msg in names.label_value(taint["value"])]
+            value = taint.get("value") or ""
+            causes += [fe.invalid(f"{path}.value", value, msg) for msg in names.label_value(value)]
             effect = taint.get("effect")
             if not effect:
                 causes.append(fe.required(f"{path}.effect"))

@@ -147,3 +147,137 @@ async def test_crashing_container_reaches_crash_loop_back_off(node: Harness) -> 
     assert main["lastState"]["terminated"]["reason"] == "Error"
     assert "back-off" in main["state"]["waiting"]["message"]
     assert node.status("crash")["phase"] == "Running"
+
+
+async def test_init_containers_run_in_order_before_app(node: Harness) -> None:
+    spec = pod("init", [{"name": "app", "command": ["sh", "-c", "echo app >> /work/order; sleep 3600"],
+                         "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+               initContainers=[
+                   {"name": "first", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", "sleep 0.3; echo first >> /work/order"],
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                   {"name": "second", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", "echo second >> /work/order"],
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+               ],
+               volumes=[{"name": "work", "emptyDir": {}}])
+    node.api.add_pod(spec, node.config.node_name)
+    await node.wait_for(lambda: running(node, "init"), what="init pod Running")
+    status = node.status("init")
+    for name in ("first", "second"):
+        term = container_state(status, name, init=True)["state"]["terminated"]
+        assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    app_id = container_state(status, "app")["containerID"].removeprefix("containerd://")
+    result = await node.runtime.exec_sync(app_id, ["cat", "/work/order"], 5)
+    assert result.stdout.decode().split() == ["first", "second", "app"]
+
+
+async def test_graceful_delete_waits_for_the_container_then_removes_the_pod(node: Harness) -> None:
+    # The container takes ~1 s to exit after SIGTERM; preStop leaves a mark first.
+    script = "trap 'sleep 1; exit 0' TERM; while true; do sleep 0.1; done"
+    spec = pod("graceful", [{"name": "main", "command": ["sh", "-c", script],
+                             "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /mark/x"]}}},
+                             "volumeMounts": [{"name": "mark", "mountPath": "/mark"}]}],
+               volumes=[{"name": "mark", "hostPath": {"path": os.path.join(node.config.root_dir, "mark"),
+                                                      "type": "DirectoryOrCreate"}}],
+               terminationGracePeriodSeconds=10)
+    created = node.api.add_pod(spec, node.config.node_name)
+    uid = created["metadata"]["uid"]
+    await node.wait_for(lambda: running(node, "graceful"), what="Running")
+    started = time.monotonic()
+    node.api.mark_deleted("graceful", 10)
+    await node.wait_for(lambda: "graceful" in node.api.deleted, timeout=15, what="pod deleted from the API")
+    took = time.monotonic() - started
+    assert 1.0 <= took < 8, f"graceful stop took {took:.1f}s"
+    assert open(os.path.join(node.config.root_dir, "mark", "x")).read() == "bye\n"
+    assert (await node.kubelet.runtime_pod(uid)).sandboxes == []
+    assert not os.path.exists(node.kubelet.volumes.pod_dir(uid))
+    assert not os.path.exists(f"/sys/fs/cgroup/memory/{node.config.cgroup_prefix}/pod{uid}")
+
+
+async def test_agent_restart_adopts_running_containers(node: Harness, containerd: PrivateContainerd) -> None:
+    node.api.add_pod(pod("adopt", [{"name": "main", "command": ["sleep", "3600"]}]), node.config.node_name)
+    await node.wait_for(lambda: running(node, "adopt"), what="Running")
+    before = container_state(node.status("adopt"), "main")
+    await node.stop()
+    # A brand-new agent (fresh memory) over the same runtime and API objects.
+    again = Harness(node.config, node.api)
+    for p in list(node.api.objects.values()):
+        if p.get("kind") == "Pod":
+            again.kubelet.informer.store.upsert(p)
+    await again.start()
+    try:
+        await asyncio.sleep(1.5)
+        after = container_state(again.status("adopt"), "main")
+        assert after["containerID"] == before["containerID"]
+        assert after["restartCount"] == 0 and "running" in after["state"]
+        uid = node.api.pod("adopt")["metadata"]["uid"]  # type: ignore[index]
+        assert len((await again.kubelet.runtime_pod(uid)).containers) == 1
+    finally:
+        await again.stop()
+        node.runtime = RuntimeClient(containerd.socket)  # the fixture's teardown closes it again
+        node._tasks = []
+
+
+async def test_missing_image_reports_err_image_pull(node: Harness) -> None:
+    node.api.add_pod(pod("noimage", [{"name": "main", "image": "localhost/does-not-exist:1"}]),
+                     node.config.node_name)
+
+    def reason() -> str:
+        waiting = container_state(node.status("noimage"), "main").get("state", {}).get("waiting", {})
+        return str(waiting.get("reason", ""))
+
+    await node.wait_for(lambda: reason() in ("ErrImagePull", "ImagePullBackOff"), what="image error")
+    await node.wait_for(lambda: reason() == "ImagePullBackOff", timeout=10, what="ImagePullBackOff")
+    assert node.status("noimage")["phase"] == "Pending"
+
+
+async def test_never_restarting_pod_succeeds_and_keeps_logs(node: Harness) -> None:
+    node.api.add_pod(pod("once", [{"name": "main", "command": ["sh", "-c", "echo line1; echo line2; echo e >&2"]}],
+                         restartPolicy="Never"), node.config.node_name)
+    await node.wait_for(lambda: node.status("once").get("phase") == "Succeeded", what="Succeeded")
+    term = container_state(node.status("once"), "main")["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    conditions = {c["type"]: c for c in node.status("once")["conditions"]}
+    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "PodCompleted"
+
+    from kubelet.server import make_app
+
+    transport = httpx.ASGITransport(app=make_app(node.kubelet))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        r = await http.get("/containerLogs/default/once/main")
+        assert r.text == "line1\nline2\ne\n"
+        r = await http.get("/containerLogs/default/once/main", params={"tailLines": "1", "timestamps": "true"})
+        assert r.text.endswith(" e\n") and r.text[:4].isdigit()
+        r = await http.get("/containerLogs/default/once/nope")
+        assert r.status_code == 400
+
+
+async def test_liveness_probe_failure_restarts_the_container(node: Harness) -> None:
+    spec = pod("live", [{"name": "main", "command": ["sh", "-c", "touch /tmp/ok; sleep 1; rm /tmp/ok; sleep 3600"],
+                         "livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "periodSeconds": 1,
+                                           "failureThreshold": 1}}])
+    node.api.add_pod(spec, node.config.node_name)
+    await node.wait_for(lambda: container_state(node.status("live"), "main").get("restartCount", 0) >= 1,
+                        timeout=20, what="restart after liveness failure")
+
+
+async def test_containers_of_pods_not_bound_here_are_removed(node: Harness) -> None:
+    node.api.add_pod(pod("stray", [{"name": "main", "command": ["sleep", "3600"]}]), node.config.node_name)
+    await node.wait_for(lambda: running(node, "stray"), what="Running")
+    uid = node.api.pod("stray")["metadata"]["uid"]  # type: ignore[index]
+    # The pod vanishes from the API without a graceful deletion (e.g. force-deleted while we were away).
+    node.api.objects.pop(("pods", "default", "stray"))
+    node.kubelet.informer.store.delete("default/stray")
+    node.kubelet.workers.update(uid)
+
+    async def gone() -> bool:
+        rt = await node.kubelet.runtime_pod(uid)
+        return not rt.sandboxes and not rt.containers
+
+    deadline = time.monotonic() + 15
+    while not await gone():
+        assert time.monotonic() < deadline, "runtime pod was not removed"
+        await asyncio.sleep(0.1)
+    labels = {L.POD_UID: uid}
+    assert await node.runtime.list_containers(labels) == []
