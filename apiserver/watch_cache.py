@@ -35,8 +35,10 @@ How a subscription is served without gap or duplicate:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 from apiserver.storage.interface import CompactedError, Storage, StorageError, WatchEvent
@@ -47,6 +49,17 @@ log = logging.getLogger(__name__)
 # re-watching from its last revision: a control plane must recover when etcd does.
 REWATCH_BACKOFF_START = 0.1
 REWATCH_BACKOFF_CAP = 5.0
+
+
+@contextlib.asynccontextmanager
+async def closing(events: AsyncIterator[WatchEvent]) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+    """Close a storage watch deterministically (`async for` does not), so its etcd watcher is cancelled now."""
+    try:
+        yield events
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class WatcherTooSlowError(Exception):
@@ -110,28 +123,32 @@ class Subscription:
 
     async def _catch_up(self, storage: Storage, prefix: str) -> None:
         """Copy a direct storage watch into the buffer until the cache's history covers the rest."""
-        last_copied = self._after
         try:
-            async for event in storage.watch(prefix, start_revision=self._after + 1):
-                if self._closed:
-                    return
-                if event.revision > self._cache.history_floor:
-                    # Nothing exists between `last_copied` and this event, and the cache holds everything
-                    # after its floor: attaching "after last_copied" continues without gap or duplicate.
-                    self._cache._attach(self, after_revision=last_copied)
-                    return
-                while len(self._buffer) >= self._buffer_limit and not self._closed:
-                    # Backpressure instead of a cut-off: this watch is private, etcd/gRPC can hold the rest.
-                    self._drained.clear()
-                    await self._drained.wait()
-                self._buffer.append(event)
-                last_copied = event.revision
-                self._wakeup.set()
+            async with closing(storage.watch(prefix, start_revision=self._after + 1)) as direct:
+                await self._copy_until_covered(direct)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # CompactedError, StorageUnavailableError: the consumer must see them
             self._fail(error)
             self._cache._forget(self)
+
+    async def _copy_until_covered(self, direct: AsyncIterator[WatchEvent]) -> None:
+        last_copied = self._after
+        async for event in direct:
+            if self._closed:
+                return
+            if event.revision > self._cache.history_floor:
+                # Nothing exists between `last_copied` and this event, and the cache holds everything
+                # after its floor: attaching "after last_copied" continues without gap or duplicate.
+                self._cache._attach(self, after_revision=last_copied)
+                return
+            while len(self._buffer) >= self._buffer_limit and not self._closed:
+                # Backpressure instead of a cut-off: this watch is private, etcd/gRPC can hold the rest.
+                self._drained.clear()
+                await self._drained.wait()
+            self._buffer.append(event)
+            last_copied = event.revision
+            self._wakeup.set()
 
     # -- cache side (synchronous: called while dispatching) -----------------------------------------------
 
@@ -239,13 +256,8 @@ class WatchCache:
         backoff = REWATCH_BACKOFF_START
         while True:
             try:
-                async for event in self._storage.watch(self._prefix, start_revision=self._revision + 1):
-                    self._dispatch(event)
-                    backoff = REWATCH_BACKOFF_START
-                    # etcd may hand over hundreds of events at once (a watch replaying history): let the
-                    # woken subscribers drain between events, so one burst does not cut off readers that
-                    # keep up.
-                    await asyncio.sleep(0)
+                async with closing(self._storage.watch(self._prefix, start_revision=self._revision + 1)) as events:
+                    await self._dispatch_all(events)
             except CompactedError as error:
                 # Events between our revision and the compaction are gone: nobody can be served gaplessly.
                 log.warning("watch cache %s: %s; restarting from the current revision", self._prefix, error)
@@ -261,6 +273,13 @@ class WatchCache:
                             self._prefix, error, self._revision + 1)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, REWATCH_BACKOFF_CAP)
+
+    async def _dispatch_all(self, events: AsyncIterator[WatchEvent]) -> None:
+        async for event in events:
+            self._dispatch(event)
+            # etcd may hand over hundreds of events at once (a watch replaying history): let the woken
+            # subscribers drain between events, so one burst does not cut off readers that keep up.
+            await asyncio.sleep(0)
 
     def _dispatch(self, event: WatchEvent) -> None:
         if len(self._history) >= self._history_size:

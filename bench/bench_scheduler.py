@@ -149,7 +149,8 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
             create_seconds = time.monotonic() - t0
             rv = (await client.list("pods", namespace="default", limit=1))["metadata"]["resourceVersion"]
             started = time.monotonic()
-            scheduler = subprocess.Popen([sys.executable, "-m", "scheduler", "--kubeconfig", str(kubeconfig)],
+            profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+            scheduler = subprocess.Popen([sys.executable, *profile, "-m", "scheduler", "--kubeconfig", str(kubeconfig)],
                                          cwd=ROOT, stderr=subprocess.DEVNULL)
             first, last = await count_bound(client, num_pods, rv, started)
         cpu = proc_cpu_seconds(scheduler.pid)
@@ -171,6 +172,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, help="number of Node objects (with --pods: one case)")
     parser.add_argument("--pods", type=int, help="number of pending pods")
+    # BENCH_PROFILE=/tmp/scheduler.prof in the environment runs the scheduler under cProfile.
     args = parser.parse_args()
     cases = [(args.nodes, args.pods)] if args.nodes and args.pods else list(DEFAULT_CASES)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))

@@ -19,8 +19,11 @@ from typing import Any
 
 from aiokube.client import Controller, EventRecorder, LeaderElector
 from controllers.deployment import DeploymentReconciler
+from controllers.garbagecollector import GarbageCollector
 from controllers.informers import SharedInformers
+from controllers.namespace import NamespaceReconciler
 from controllers.replicaset import ReplicaSetReconciler
+from controllers.serviceaccount import ServiceAccountReconciler
 from controllers.timeutil import Clock, system_clock
 
 log = logging.getLogger(__name__)
@@ -74,10 +77,25 @@ def _deployment(ctx: BuildContext) -> Any:
                                 recorder=ctx.recorder("deployment-controller"), clock=ctx.clock)
 
 
+def _garbagecollector(ctx: BuildContext) -> Any:
+    return GarbageCollector(client=ctx.client, informers=ctx.informers)
+
+
+def _namespace(ctx: BuildContext) -> Any:
+    return NamespaceReconciler(client=ctx.client, informers=ctx.informers, clock=ctx.clock)
+
+
+def _serviceaccount(ctx: BuildContext) -> Any:
+    return ServiceAccountReconciler(client=ctx.client, informers=ctx.informers)
+
+
 # name -> factory, in the order they are built; `--controllers` picks from these names.
 CONTROLLERS: dict[str, Factory] = {
     "replicaset": _replicaset,
     "deployment": _deployment,
+    "garbagecollector": _garbagecollector,
+    "namespace": _namespace,
+    "serviceaccount": _serviceaccount,
 }
 
 

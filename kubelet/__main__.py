@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per API request drowns the agent's own story; keep them for --verbose.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     asyncio.run(serve(config_from_args(args), args.kubeconfig))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 from aiokube.api.errors import ApiError
@@ -40,6 +41,7 @@ class Kubelet:
         self.api = api
         self.runtime = runtime
         self.node_ip = config.node_ip or default_node_ip()
+        os.makedirs(config.root_dir, exist_ok=True)
         node = NodeSettings(node_name=config.node_name, root_dir=config.root_dir, cgroup_prefix=config.cgroup_prefix,
                             cluster_dns=config.cluster_dns, cluster_domain=config.cluster_domain)
         self.node_allocatable = allocatable(capacity(config.root_dir))

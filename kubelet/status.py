@@ -40,13 +40,14 @@ def _terminated(c: ContainerRecord) -> Obj:
 
 
 def container_status(
-    spec: Obj, history: list[ContainerRecord], waiting: tuple[str, str] | None, probes: ProbeView
+    spec: Obj, history: list[ContainerRecord], waiting: tuple[str, str] | None, probes: ProbeView,
+    default_reason: str = "ContainerCreating",
 ) -> Obj:
     name = spec["name"]
     latest = history[0] if history else None
     status: Obj = {"name": name, "image": spec.get("image", ""), "imageID": "", "ready": False,
                    "started": False, "restartCount": latest.restart_count if latest else 0,
-                   "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {}}
+                   "state": {"waiting": {"reason": default_reason}}, "lastState": {}}
     if latest is None:
         if waiting:
             status["state"] = {"waiting": _waiting(waiting)}
@@ -132,14 +133,13 @@ def compute_pod_status(
     spec, old = pod.get("spec", {}), pod.get("status", {})
     now_text = rfc3339(now if now is not None else dt.datetime.now(dt.UTC).timestamp())
 
-    def build(specs: list[Obj]) -> list[Obj]:
-        out = []
-        for c in specs:
-            out.append(container_status(c, rt.history(c["name"]), waiting.get(c["name"]), probes))
-        return out
+    def build(specs: list[Obj], default_reason: str) -> list[Obj]:
+        return [container_status(c, rt.history(c["name"]), waiting.get(c["name"]), probes, default_reason)
+                for c in specs]
 
-    init_statuses = build(spec.get("initContainers") or [])
-    statuses = build(spec.get("containers") or [])
+    init_statuses = build(spec.get("initContainers") or [], "PodInitializing")
+    init_done = all("terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0 for s in init_statuses)
+    statuses = build(spec.get("containers") or [], "ContainerCreating" if init_done else "PodInitializing")
     phase = pod_phase(pod, init_statuses, statuses, init_failed)
     old_phase = old.get("phase")
     if old_phase in ("Succeeded", "Failed"):
@@ -148,8 +148,7 @@ def compute_pod_status(
     sandbox = rt.ready_sandbox or (rt.sandboxes[0] if rt.sandboxes else None)
     host_net = bool(spec.get("hostNetwork"))
     pod_ip = host_ip if host_net else (sandbox.ip if sandbox and sandbox.ip else old.get("podIP", ""))
-    initialized = all("terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0
-                      for s in init_statuses)
+    initialized = init_done
     containers_ready = bool(statuses) and all(s["ready"] for s in statuses)
     old_conditions = old.get("conditions") or []
     conditions = [

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Enough requests in flight to hide API latency at hundreds of pods/s, few enough not to swamp the API server.
-DEFAULT_CONCURRENCY = 64
+# Enough requests in flight to hide API latency at hundreds of pods/s; more only queue inside httpx's pool,
+# whose bookkeeping costs CPU per waiting request.
+DEFAULT_CONCURRENCY = 8
 
 
 def binding_for(pod: Obj, node_name: str) -> Obj:

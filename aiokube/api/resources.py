@@ -101,6 +101,12 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     # scheduling.k8s.io/v1
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, ("pc",)),
+    # rbac.authorization.k8s.io/v1
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
+                 "clusterrolebinding", False),
 )
 
 _BY_PLURAL: dict[str, ResourceInfo] = {}

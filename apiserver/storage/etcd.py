@@ -10,8 +10,8 @@ decided by etcd itself:
 and a second count-only Range at the same revision for `remaining`.
 
 Connection handling: the gRPC channel reconnects by itself (backoff capped at 1 s). Unary calls wait for the
-channel to be ready (`wait_for_ready`) up to `request_timeout`; reads are then retried briefly, writes are not
-(a write that broke mid-flight may have committed). Usage:
+channel to be ready (`wait_for_ready`) for at most `request_timeout`; reads failing mid-flight are retried
+within that same budget, writes are not (a write that broke mid-flight may have committed). Usage:
 
     storage = EtcdStorage(["http://127.0.0.1:2379"])
     await storage.connect()      # inside the running loop: gRPC objects belong to one loop
@@ -132,10 +132,10 @@ class EtcdStorage:
     # -- reads -------------------------------------------------------------------------------------------
 
     async def _range(self, request: rpc.RangeRequest, what: str) -> rpc.RangeResponse:
-        async def call() -> rpc.RangeResponse:
-            return await self._kv.Range(request, timeout=self._request_timeout, wait_for_ready=True)
+        async def call(seconds: float) -> rpc.RangeResponse:
+            return await self._kv.Range(request, timeout=seconds, wait_for_ready=True)
         try:
-            return await retry_read(call, what=what)
+            return await retry_read(call, what=what, budget=self._request_timeout)
         except CompactedError as error:
             # The Range error does not say up to where etcd compacted; clients resuming after a 410 want to.
             compacted = await probe_compact_revision(self._watch_stub(), within=self._request_timeout)

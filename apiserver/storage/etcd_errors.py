@@ -45,17 +45,21 @@ def translate(error: grpc.aio.AioRpcError, *, compact_revision: int = 0) -> Stor
     return StorageError(f"etcd error: {error.code().name}: {details}")
 
 
-async def retry_read(call: Callable[[], Awaitable[T]], *, what: str) -> T:
-    """Run an idempotent etcd call, retrying transient failures with a short backoff.
+async def retry_read(call: Callable[[float], Awaitable[T]], *, what: str, budget: float) -> T:
+    """Run an idempotent etcd call (given its timeout), retrying transient failures within `budget` seconds.
 
-    Only reads go through here: a write that fails mid-flight may or may not have committed, so
-    retrying it could turn a successful create into a spurious AlreadyExists.
+    The calls wait for the channel to be ready, so the retries matter for failures mid-flight (etcd restarted
+    under a request); the shared budget keeps a request against a dead etcd to `budget`, not a multiple.
+    Only reads go through here: a write that fails mid-flight may or may not have committed, so retrying it
+    could turn a successful create into a spurious AlreadyExists.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
     for backoff in (*READ_RETRY_BACKOFFS, None):
         try:
-            return await call()
+            return await call(max(deadline - loop.time(), 0.001))
         except grpc.aio.AioRpcError as error:
-            if backoff is None or not is_transient(error):
+            if backoff is None or loop.time() + backoff >= deadline or not is_transient(error):
                 raise translate(error) from error
             log.debug("etcd %s failed (%s), retrying in %.1fs", what, error.code().name, backoff)
             await asyncio.sleep(backoff)

@@ -93,7 +93,10 @@ async def watch_range(
                     watch_id = response.watch_id
                     broken_since, backoff = None, RECONNECT_BACKOFF_START
                 if response.canceled:
-                    # etcd cancels a watch on its own only for compaction (handled above) or a bad request.
+                    # Besides compaction (above), etcd cancels a watch when it lost its leader (transient:
+                    # resume like after a broken stream) or for a bad request (permanent).
+                    if "no leader" in response.cancel_reason:
+                        raise _StreamEnded(response.cancel_reason)
                     raise _cancelled_by_server(response.cancel_reason)
                 for event in response.events:
                     watch_event = _event_from_proto(event)

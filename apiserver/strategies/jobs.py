@@ -52,7 +52,8 @@ def generate_selector(job: Obj) -> None:
     template = spec.setdefault("template", {})
     labels = template.setdefault("metadata", {}).setdefault("labels", {})
     for key in (LEGACY_JOB_NAME_LABEL, JOB_NAME_LABEL):
-        labels.setdefault(key, meta_.get("name", ""))
+        if not labels.get(key):  # empty when the name is generated after prepare_for_create: filled in validate
+            labels[key] = meta_.get("name", "")
     for key in (LEGACY_CONTROLLER_UID_LABEL, CONTROLLER_UID_LABEL):
         labels.setdefault(key, meta_["uid"])
     selector = spec.get("selector") or {}
@@ -94,6 +95,15 @@ class JobStrategy(KindStrategy):
 
     def validate_kind(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}
+        meta_ = obj.get("metadata") or {}
+        if not spec.get("manualSelector") and meta_.get("uid") and meta_.get("name"):
+            # As Kubernetes does (its Validate generates the selector): by now a generateName has become a name.
+            template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            job_labels = meta_.get("labels") or {}
+            for key in (LEGACY_JOB_NAME_LABEL, JOB_NAME_LABEL):
+                if template_labels.get(key) == "" and job_labels.get(key) == "":
+                    job_labels[key] = meta_["name"]
+            generate_selector(obj)
         causes: list[Cause] = []
         for field in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
             causes += fe.non_negative(f"spec.{field}", spec.get(field))

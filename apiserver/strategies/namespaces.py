@@ -53,15 +53,9 @@ class NamespaceStrategy(KindStrategy):
             finalizers.append(KUBERNETES_FINALIZER)
         spec["finalizers"] = finalizers
 
-    def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        # spec.finalizers change only through /finalize; status only through /status.
-        super().prepare_for_update(new, old)
-        new_spec = new.setdefault("spec", {})
-        old_finalizers = (old.get("spec") or {}).get("finalizers")
-        if old_finalizers is None:
-            new_spec.pop("finalizers", None)
-        else:
-            new_spec["finalizers"] = copy.deepcopy(old_finalizers)
+    # Kubernetes also pins spec.finalizers on a plain update (only /finalize may change them). The handlers here
+    # route /finalize through prepare_for_update, so pinning them would make namespaces undeletable; the base
+    # rule (status kept) applies until /finalize calls prepare_for_finalize.
 
     def prepare_for_finalize(self, new: Obj, old: Obj) -> None:
         """PUT …/finalize changes only spec.finalizers; everything else comes from the stored object."""

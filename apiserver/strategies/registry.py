@@ -24,6 +24,7 @@ def _classes() -> dict[tuple[str, str], type[Strategy]]:
     from apiserver.strategies.nodes import NodeStrategy
     from apiserver.strategies.pods import PodStrategy
     from apiserver.strategies.priorityclasses import PriorityClassStrategy
+    from apiserver.strategies.rbac import RoleBindingStrategy, RoleStrategy
     from apiserver.strategies.replicasets import ReplicaSetStrategy
     from apiserver.strategies.secrets import SecretStrategy
     from apiserver.strategies.serviceaccounts import ServiceAccountStrategy
@@ -49,6 +50,10 @@ def _classes() -> dict[tuple[str, str], type[Strategy]]:
         ("coordination.k8s.io", "Lease"): LeaseStrategy,
         ("discovery.k8s.io", "EndpointSlice"): EndpointSliceStrategy,
         ("scheduling.k8s.io", "PriorityClass"): PriorityClassStrategy,
+        ("rbac.authorization.k8s.io", "Role"): RoleStrategy,
+        ("rbac.authorization.k8s.io", "ClusterRole"): RoleStrategy,
+        ("rbac.authorization.k8s.io", "RoleBinding"): RoleBindingStrategy,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"): RoleBindingStrategy,
     }
 
 

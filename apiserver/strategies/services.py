@@ -64,7 +64,9 @@ def _patch_allocated_values(new: Obj, old: Obj) -> None:
             if port.get("nodePort"):
                 continue
             for old_port in old_ports:
-                same = old_port.get("port") == port.get("port") and old_port.get("protocol") == port.get("protocol")
+                # Runs before defaulting: an unset protocol means TCP.
+                same = old_port.get("port") == port.get("port") and \
+                    (old_port.get("protocol") or "TCP") == (port.get("protocol") or "TCP")
                 if same and old_port.get("nodePort"):
                     port["nodePort"] = old_port["nodePort"]
                     break

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import shutil
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 
 import pytest
@@ -96,7 +98,18 @@ async def test_late_subscriber_is_served_from_history(storage: EtcdStorage, etcd
         await cache.stop()
 
 
-async def test_subscriber_older_than_history_catches_up_from_etcd(storage: EtcdStorage, etcd_prefix: str) -> None:
+def etcd_watchers(url: str) -> int:
+    """etcd's own count of server-side watchers, to prove catch-up watches are cancelled."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", text, re.MULTILINE)
+    assert match, "etcd /metrics has no etcd_debugging_mvcc_watcher_total"
+    return int(float(match.group(1)))
+
+
+async def test_subscriber_older_than_history_catches_up_from_etcd(storage: EtcdStorage, etcd_prefix: str,
+                                                                  etcd_url: str) -> None:
+    watchers_before = etcd_watchers(etcd_url)
     start = await storage.current_revision()
     early = await write_many(storage, etcd_prefix, 5, tag="early")  # before the cache existed
     cache = await started(storage, f"{etcd_prefix}/", history_size=5)
@@ -112,6 +125,11 @@ async def test_subscriber_older_than_history_catches_up_from_etcd(storage: EtcdS
         racing_events = await take(sub, 20)
         assert [e.revision for e in racing_events] == await racing
         assert cache.subscriber_count == 1  # attached to the live stream again
+        for _ in range(50):  # the direct watch is cancelled in etcd: only the cache's own remains
+            if etcd_watchers(etcd_url) == watchers_before + 1:
+                break
+            await asyncio.sleep(0.02)
+        assert etcd_watchers(etcd_url) == watchers_before + 1
         sub.close()
     finally:
         await cache.stop()

@@ -1,0 +1,128 @@
+"""ObjectCache: an in-memory copy of one resource's objects, kept current by the resource's watch cache.
+
+The authorizer consults RBAC objects on every request; reading etcd each time would put storage on the hot
+path of every call. This is the informer pattern inside the API server: list the prefix at a revision, then
+subscribe to the resource's WatchCache after that revision (no gap, no duplicate), and relist when the
+subscription ends (history compacted, or the subscriber fell behind).
+
+`revision` is the newest store revision applied; `wait_for(revision)` lets a caller that just wrote an object
+see its own write (the tests do; Kubernetes' RBAC has the same brief lag after a write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+
+from aiokube.api.types import Obj
+from apiserver.storage.interface import Storage, StorageError, WatchEvent
+from apiserver.watch_cache import WatchCache, WatcherTooSlowError
+
+log = logging.getLogger(__name__)
+
+RELIST_BACKOFF_START = 0.1
+RELIST_BACKOFF_CAP = 5.0
+
+
+class ObjectCache:
+    """Objects under `prefix` (one resource's root), indexed by namespace ("" for cluster-scoped) and name."""
+
+    def __init__(self, storage: Storage, prefix: str, watch_cache: WatchCache, *, namespaced: bool) -> None:
+        self._storage = storage
+        self._prefix = prefix
+        self._watch_cache = watch_cache
+        self._namespaced = namespaced
+        self._by_namespace: dict[str, dict[str, Obj]] = {}
+        self._revision = 0
+        self._advanced = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        return self._by_namespace.get(namespace if self._namespaced else "", {}).get(name)
+
+    def in_namespace(self, namespace: str) -> list[Obj]:
+        return list(self._by_namespace.get(namespace if self._namespaced else "", {}).values())
+
+    def all(self) -> list[Obj]:
+        return [obj for objs in self._by_namespace.values() for obj in objs.values()]
+
+    async def start(self) -> None:
+        """List once (so the cache is complete when this returns), then follow changes in the background."""
+        await self._relist()
+        self._task = asyncio.create_task(self._follow(), name=f"object-cache {self._prefix}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def wait_for(self, revision: int, timeout: float = 5.0) -> bool:
+        """Wait until the cache has applied `revision` (or a later one); False on timeout."""
+        async with self._advanced:
+            try:
+                await asyncio.wait_for(self._advanced.wait_for(lambda: self._revision >= revision), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    # --- internals -------------------------------------------------------------------------------------------
+
+    def _split(self, key: str) -> tuple[str, str]:
+        rest = key[len(self._prefix):]
+        if self._namespaced:
+            namespace, _, name = rest.partition("/")
+            return namespace, name
+        return "", rest
+
+    async def _relist(self) -> None:
+        listing = await self._storage.list(self._prefix)
+        fresh: dict[str, dict[str, Obj]] = {}
+        for kv in listing.items:
+            namespace, name = self._split(kv.key)
+            fresh.setdefault(namespace, {})[name] = orjson.loads(kv.value)
+        self._by_namespace = fresh
+        await self._advance(listing.revision)
+
+    async def _advance(self, revision: int) -> None:
+        async with self._advanced:
+            self._revision = max(self._revision, revision)
+            self._advanced.notify_all()
+
+    def _apply(self, event: WatchEvent) -> None:
+        namespace, name = self._split(event.key)
+        if event.type == "DELETE" or event.value is None:
+            objs = self._by_namespace.get(namespace)
+            if objs is not None:
+                objs.pop(name, None)
+                if not objs:
+                    del self._by_namespace[namespace]
+        else:
+            self._by_namespace.setdefault(namespace, {})[name] = orjson.loads(event.value)
+
+    async def _follow(self) -> None:
+        backoff = RELIST_BACKOFF_START
+        while True:
+            try:
+                async with self._watch_cache.subscribe(after_revision=self._revision) as events:
+                    async for event in events:
+                        self._apply(event)
+                        await self._advance(event.revision)
+                        backoff = RELIST_BACKOFF_START
+                # The watch cache stopped (API server shutting down): nothing more will come.
+                return
+            except (StorageError, WatcherTooSlowError) as error:
+                log.warning("RBAC cache %s: %s; relisting", self._prefix, error)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RELIST_BACKOFF_CAP)
+            try:
+                await self._relist()
+            except StorageError as error:
+                log.warning("RBAC cache %s: relist failed: %s", self._prefix, error)

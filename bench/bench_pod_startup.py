@@ -1,0 +1,192 @@
+"""Pod startup latency through the whole stack, beside its raw anchor measured in the same run.
+
+  .venv/bin/python bench/bench_pod_startup.py [--pods 50] [--raw 20]
+
+Starts a private etcd, the API server, a private containerd and the node agent (`python -m kubelet`), then:
+  raw    RunPodSandbox + CreateContainer + StartContainer straight through CRI (what the agent cannot beat)
+  serial one pod at a time: POST the pod (already bound to the node) → Running seen on a watch
+  burst  all pods POSTed at once → each one's Running seen on the watch, plus the wall time of the burst
+and prints p50/p90/p99/max in milliseconds. Everything started is stopped and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from aiokube.client import ApiClient  # noqa: E402
+from kubelet.cri import RuntimeClient, pb  # noqa: E402
+from tests.support.apiserver import running_apiserver  # noqa: E402
+from tests.support.containerd import start_test_containerd  # noqa: E402
+from tests.support.etcd import free_port, start_etcd  # noqa: E402
+
+IMAGE = "localhost/busybox:latest"
+
+
+def percentiles(samples: list[float]) -> str:
+    ms = sorted(s * 1000 for s in samples)
+    if not ms:
+        return "no samples"
+
+    def pick(q: float) -> float:
+        return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
+
+    return (f"n={len(ms):3d}  p50={pick(0.5):7.1f}  p90={pick(0.9):7.1f}  p99={pick(0.99):7.1f}  "
+            f"max={ms[-1]:7.1f}  mean={statistics.fmean(ms):7.1f}")
+
+
+async def raw_cri(socket: str, count: int, log_dir: str) -> list[float]:
+    samples = []
+    async with RuntimeClient(socket) as runtime:
+        for i in range(count):
+            uid = str(uuid.uuid4())
+            sandbox = pb.PodSandboxConfig(
+                metadata=pb.PodSandboxMetadata(name=f"raw-{i}", uid=uid, namespace="bench", attempt=0),
+                hostname=f"raw-{i}", log_directory=os.path.join(log_dir, uid),
+                linux=pb.LinuxPodSandboxConfig(cgroup_parent=f"/aiokube-bench/pod{uid}"))
+            container = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="main"),
+                                           image=pb.ImageSpec(image=IMAGE), command=["sleep", "3600"],
+                                           log_path="main/0.log")
+            started = time.perf_counter()
+            sandbox_id = await runtime.run_pod_sandbox(sandbox)
+            cid = await runtime.create_container(sandbox_id, container, sandbox)
+            await runtime.start_container(cid)
+            samples.append(time.perf_counter() - started)
+            await runtime.stop_pod_sandbox(sandbox_id)
+            await runtime.remove_pod_sandbox(sandbox_id)
+    return samples
+
+
+def pod_body(name: str, node_name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node_name, "terminationGracePeriodSeconds": 0, "containers": [{
+                "name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}}
+
+
+async def through_the_stack(api: ApiClient, node_name: str, count: int, *, burst: bool) -> tuple[list[float], float]:
+    created: dict[str, float] = {}
+    running: dict[str, float] = {}
+    all_running = asyncio.Event()
+    one_running: asyncio.Queue[str] = asyncio.Queue()
+    rv = (await api.list("pods", namespace="default"))["metadata"]["resourceVersion"]
+
+    async def watch() -> None:
+        async for event in api.watch("pods", namespace="default", resource_version=rv):
+            obj = event["object"]
+            name = obj.get("metadata", {}).get("name", "")
+            if obj.get("status", {}).get("phase") == "Running" and name in created and name not in running:
+                running[name] = time.perf_counter()
+                one_running.put_nowait(name)
+                if len(running) == count:
+                    all_running.set()
+
+    watcher = asyncio.create_task(watch())
+    prefix = "burst" if burst else "serial"
+    started = time.perf_counter()
+    try:
+        if burst:
+            async def create(i: int) -> None:
+                created[f"{prefix}-{i}"] = time.perf_counter()
+                await api.create("pods", pod_body(f"{prefix}-{i}", node_name), namespace="default")
+            await asyncio.gather(*(create(i) for i in range(count)))
+        else:
+            for i in range(count):
+                created[f"{prefix}-{i}"] = time.perf_counter()
+                await api.create("pods", pod_body(f"{prefix}-{i}", node_name), namespace="default")
+                await asyncio.wait_for(one_running.get(), 60)
+        await asyncio.wait_for(all_running.wait(), 300)
+    finally:
+        watcher.cancel()
+    wall = time.perf_counter() - started
+    samples = [running[n] - created[n] for n in running]
+    for name in created:
+        await api.delete("pods", name, namespace="default", grace_period_seconds=0)
+    return samples, wall
+
+
+async def wait_node_ready(api: ApiClient, node_name: str, agent: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if agent.poll() is not None:
+            raise RuntimeError("the node agent exited")
+        try:
+            node = await api.get("nodes", node_name)
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])):
+                return
+        except Exception:  # noqa: BLE001 - not registered yet
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("node never became Ready")
+
+
+async def wait_runtime_empty(socket: str, timeout: float = 60) -> None:
+    async with RuntimeClient(socket) as runtime:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and await runtime.list_pod_sandboxes():
+            await asyncio.sleep(0.2)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    work = tempfile.mkdtemp(prefix="aiokube-bench-")
+    etcd = start_etcd()
+    node = start_test_containerd()
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        raw = await raw_cri(node.socket, args.raw, os.path.join(work, "raw-logs"))
+        print(f"raw CRI sandbox+container start   {percentiles(raw)}")
+        with running_apiserver(etcd.url, "/bench") as url:
+            kubeconfig = os.path.join(work, "kubeconfig")
+            with open(kubeconfig, "w") as f:
+                json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "b",
+                           "clusters": [{"name": "b", "cluster": {"server": url}}], "users": [{"name": "b", "user": {}}],
+                           "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}]}, f)
+            node_name = "bench-node"
+            log = open(os.path.join(work, "agent.log"), "ab")  # noqa: SIM115 - handed to the child
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", node_name,
+                 "--containerd-socket", node.socket, "--root-dir", os.path.join(work, "kubelet"),
+                 "--node-ip", "127.0.0.1", "--cgroup-prefix", node.config.cgroup_prefix,
+                 "--server-port", str(free_port()), "--server-address", "127.0.0.1"],
+                cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+            log.close()
+            async with ApiClient(url) as api:
+                await wait_node_ready(api, node_name, agent)
+                serial, _ = await through_the_stack(api, node_name, args.pods, burst=False)
+                print(f"pod created → Running (serial)   {percentiles(serial)}")
+                await wait_runtime_empty(node.socket)
+                burst, wall = await through_the_stack(api, node_name, args.pods, burst=True)
+                print(f"pod created → Running (burst)    {percentiles(burst)}")
+                print(f"burst of {args.pods} pods: all Running after {wall:.2f} s")
+                await wait_runtime_empty(node.socket)
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(20)
+        node.cleanup()
+        etcd.stop()
+        shutil.rmtree(etcd.data_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--raw", type=int, default=20)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
