@@ -42,7 +42,7 @@ def percentiles(samples: list[float]) -> str:
         return "no samples"
 
     def pick(q: float) -> float:
-        return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
+        return ms[min(len(ms) - 1, round(q * (len(ms) - 1)))]
 
     return (f"n={len(ms):3d}  p50={pick(0.5):7.1f}  p90={pick(0.9):7.1f}  p99={pick(0.99):7.1f}  "
             f"max={ms[-1]:7.1f}  mean={statistics.fmean(ms):7.1f}")
@@ -126,51 +126,69 @@ async def wait_node_ready(api: ApiClient, node_name: str, agent: subprocess.Pope
             node = await api.get("nodes", node_name)
             if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])):
                 return
-        except Exception:  # noqa: BLE001 - not registered yet
-            pass
+        except Exception:
+            pass  # not registered yet
         await asyncio.sleep(0.2)
     raise RuntimeError("node never became Ready")
 
 
-async def wait_runtime_empty(socket: str, timeout: float = 60) -> None:
-    async with RuntimeClient(socket) as runtime:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and await runtime.list_pod_sandboxes():
-            await asyncio.sleep(0.2)
+def wait_runtime_empty(socket: str) -> None:
+    """Until the agent has removed every sandbox of the previous round (sync: between measured phases)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ctr", "-a", socket, "-n", "k8s.io", "tasks", "ls", "-q"], capture_output=True,
+                             text=True).stdout
+        if not out.strip():
+            return
+        time.sleep(0.2)
 
 
-async def main_async(args: argparse.Namespace) -> None:
+def write_kubeconfig(path: str, url: str) -> None:
+    with open(path, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "b",
+                   "clusters": [{"name": "b", "cluster": {"server": url}}], "users": [{"name": "b", "user": {}}],
+                   "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}]}, f)
+
+
+def start_agent(work: str, kubeconfig: str, node_name: str, socket: str, cgroup_prefix: str) -> subprocess.Popen[bytes]:
+    log = open(os.path.join(work, "agent.log"), "ab")  # handed to the child, closed right after
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", node_name,
+         "--containerd-socket", socket, "--root-dir", os.path.join(work, "kubelet"),
+         "--node-ip", "127.0.0.1", "--cgroup-prefix", cgroup_prefix,
+         "--server-port", str(free_port()), "--server-address", "127.0.0.1"],
+        cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    return agent
+
+
+async def stack_round(url: str, node_name: str, agent: subprocess.Popen[bytes], count: int,
+                      burst: bool) -> tuple[list[float], float]:
+    async with ApiClient(url) as api:
+        await wait_node_ready(api, node_name, agent)
+        return await through_the_stack(api, node_name, count, burst=burst)
+
+
+def run(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="aiokube-bench-")
     etcd = start_etcd()
     node = start_test_containerd()
     agent: subprocess.Popen[bytes] | None = None
     try:
-        raw = await raw_cri(node.socket, args.raw, os.path.join(work, "raw-logs"))
-        print(f"raw CRI sandbox+container start   {percentiles(raw)}")
+        raw = asyncio.run(raw_cri(node.socket, args.raw, os.path.join(work, "raw-logs")))
+        print(f"raw CRI sandbox+container start   {percentiles(raw)}", flush=True)
         with running_apiserver(etcd.url, "/bench") as url:
             kubeconfig = os.path.join(work, "kubeconfig")
-            with open(kubeconfig, "w") as f:
-                json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "b",
-                           "clusters": [{"name": "b", "cluster": {"server": url}}], "users": [{"name": "b", "user": {}}],
-                           "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}]}, f)
+            write_kubeconfig(kubeconfig, url)
             node_name = "bench-node"
-            log = open(os.path.join(work, "agent.log"), "ab")  # noqa: SIM115 - handed to the child
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", node_name,
-                 "--containerd-socket", node.socket, "--root-dir", os.path.join(work, "kubelet"),
-                 "--node-ip", "127.0.0.1", "--cgroup-prefix", node.config.cgroup_prefix,
-                 "--server-port", str(free_port()), "--server-address", "127.0.0.1"],
-                cwd=REPO, stdout=log, stderr=log, start_new_session=True)
-            log.close()
-            async with ApiClient(url) as api:
-                await wait_node_ready(api, node_name, agent)
-                serial, _ = await through_the_stack(api, node_name, args.pods, burst=False)
-                print(f"pod created → Running (serial)   {percentiles(serial)}")
-                await wait_runtime_empty(node.socket)
-                burst, wall = await through_the_stack(api, node_name, args.pods, burst=True)
-                print(f"pod created → Running (burst)    {percentiles(burst)}")
-                print(f"burst of {args.pods} pods: all Running after {wall:.2f} s")
-                await wait_runtime_empty(node.socket)
+            agent = start_agent(work, kubeconfig, node_name, node.socket, node.config.cgroup_prefix)
+            serial, _ = asyncio.run(stack_round(url, node_name, agent, args.pods, burst=False))
+            print(f"pod created -> Running (serial)  {percentiles(serial)}", flush=True)
+            wait_runtime_empty(node.socket)
+            burst, wall = asyncio.run(stack_round(url, node_name, agent, args.pods, burst=True))
+            print(f"pod created -> Running (burst)   {percentiles(burst)}")
+            print(f"burst of {args.pods} pods: all Running after {wall:.2f} s")
+            wait_runtime_empty(node.socket)
     finally:
         if agent is not None and agent.poll() is None:
             agent.send_signal(signal.SIGTERM)
@@ -185,7 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--raw", type=int, default=20)
-    asyncio.run(main_async(parser.parse_args()))
+    run(parser.parse_args())
 
 
 if __name__ == "__main__":

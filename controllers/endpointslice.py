@@ -110,7 +110,7 @@ class EndpointSliceReconciler:
         self._pod_changed(new)
 
     async def reconcile(self, key: str) -> Result:
-        namespace, name = split_key(key)
+        namespace, _ = split_key(key)
         service = self.services.store.get(key)
         existing = sorted(self.slices.store.by_index(SERVICE_NAME_LABEL, key), key=lambda s: s["metadata"]["name"])
         if service is None or not service.get("spec", {}).get("selector"):

@@ -55,7 +55,7 @@ class ServicePort:
 
 def _is_proxied(service: Obj) -> bool:
     spec = service.get("spec") or {}
-    ip = spec.get("clusterIP")
+    ip = str(spec.get("clusterIP") or "")
     return spec.get("type", "ClusterIP") != "ExternalName" and bool(ip) and ip != "None" and ":" not in ip
 
 

@@ -14,8 +14,6 @@ import signal
 import socket
 import sys
 
-import httpx
-
 from scheduler.scheduler import Scheduler
 
 log = logging.getLogger("scheduler")
@@ -43,13 +41,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     lost = False
-    # Keep every connection the scheduler uses alive (bindings + status writes + events + 3 watches): with
-    # httpx's default of 20 idle connections the rest are reopened per request, which costs more CPU than
-    # scheduling the pod.
-    connections = args.bind_concurrency + 16
-    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=connections,
-                                                             max_keepalive_connections=connections))
-    async with ApiClient.from_kubeconfig(args.kubeconfig, transport=transport) as client:
+    async with ApiClient.from_kubeconfig(args.kubeconfig) as client:
         scheduler = Scheduler(client, percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
                               bind_concurrency=args.bind_concurrency)
         if args.leader_elect:

@@ -12,7 +12,8 @@ from typing import Any
 from aiokube.api.resources import ResourceInfo
 from aiokube.api.types import Obj
 
-Cause = dict[str, str]  # metav1.StatusCause: {"field": "spec.replicas", "message": "...", "reason": "FieldValueInvalid"}
+# metav1.StatusCause: {"field": "spec.replicas", "message": "...", "reason": "FieldValueInvalid"}
+Cause = dict[str, str]
 
 
 class Strategy:
@@ -32,7 +33,8 @@ class Strategy:
         """Fill in Kubernetes defaults in place (e.g. Pod restartPolicy, Deployment strategy)."""
 
     def prepare_for_create(self, obj: Obj) -> None:
-        """Reset what a client may not set on create (e.g. most of status)."""
+        """Reset what a client may not set on create (e.g. most of status). Called after metadata.uid is set and
+        before a generateName becomes a name (Job derives its selector from the uid)."""
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
         """Carry over what an update of the main resource may not change (status when has_status_subresource)."""
@@ -72,7 +74,8 @@ class Strategy:
             {"name": "Name", "type": "string", "format": "name", "priority": 0,
              "description": "Name must be unique within a namespace."},
             {"name": "Age", "type": "string", "format": "", "priority": 0,
-             "description": "CreationTimestamp is a timestamp representing the server time when this object was created."},
+             "description": "CreationTimestamp is a timestamp representing the server time when this object was "
+                            "created."},
         ]
 
     def table_row(self, obj: Obj, now: float) -> list[Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -166,8 +167,8 @@ class Harness:
         assert pod is not None, f"pod {name} is gone"
         return dict(pod.get("status", {}))
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 20.0, what: str = "") -> None:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if predicate():
                 return
@@ -178,6 +179,21 @@ class Harness:
 def container_state(status: Obj, name: str, init: bool = False) -> Obj:
     key = "initContainerStatuses" if init else "containerStatuses"
     return next((c for c in status.get(key) or [] if c["name"] == name), {})
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def cgroup_memory_limits(cgroup: str) -> list[str]:
+    """memory.limit_in_bytes of every container cgroup under a pod cgroup (cgroup v1)."""
+    return [read_text(os.path.join(cgroup, d, "memory.limit_in_bytes")).strip()
+            for d in os.listdir(cgroup) if os.path.isdir(os.path.join(cgroup, d))]
 
 
 def b64(text: str) -> str:

@@ -69,6 +69,15 @@ class Node:
     server: str  # the agent's HTTP server
 
 
+def write_kubeconfig(path: str, url: str) -> str:
+    with open(path, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "t",
+                   "clusters": [{"name": "t", "cluster": {"server": url}}],
+                   "users": [{"name": "t", "user": {}}],
+                   "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}, f)
+    return path
+
+
 @pytest.fixture
 async def node(containerd: PrivateContainerd, etcd_url: str, etcd_prefix: str,
                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
@@ -76,12 +85,7 @@ async def node(containerd: PrivateContainerd, etcd_url: str, etcd_prefix: str,
     name = f"node-{uuid.uuid4().hex[:6]}"
     port = free_port()
     with running_apiserver(etcd_url, etcd_prefix) as url:
-        kubeconfig = os.path.join(root, "kubeconfig")
-        with open(kubeconfig, "w") as f:
-            json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "t",
-                       "clusters": [{"name": "t", "cluster": {"server": url}}],
-                       "users": [{"name": "t", "user": {}}],
-                       "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}, f)
+        kubeconfig = write_kubeconfig(os.path.join(root, "kubeconfig"), url)
         agent = Agent([sys.executable, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", name,
                        "--containerd-socket", containerd.socket, "--root-dir", os.path.join(root, "kubelet"),
                        "--node-ip", "127.0.0.1", "--pod-cidr", containerd.config.pod_cidr,
@@ -104,9 +108,9 @@ async def node(containerd: PrivateContainerd, etcd_url: str, etcd_prefix: str,
                 containerd.remove_all_pods()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = "",
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30, what: str = "",
                      node: Node | None = None) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if node and node.agent.process and node.agent.process.poll() is not None:
             raise AssertionError(f"the agent exited:\n{node.agent.log()}")
@@ -152,7 +156,7 @@ async def test_node_registers_with_status_and_lease(node: Node) -> None:
         return (await node.api.get("leases", node.name, namespace="kube-node-lease"))["spec"]["renewTime"] \
             != first_renew
 
-    await eventually(renewed, timeout=10, what="lease renewed", node=node)
+    await eventually(renewed, within=10, what="lease renewed", node=node)
 
 
 async def test_pod_runs_serves_logs_exec_and_is_deleted(node: Node) -> None:
@@ -194,7 +198,7 @@ async def test_pod_runs_serves_logs_exec_and_is_deleted(node: Node) -> None:
             return e.code == 404
         return False
 
-    await eventually(gone, timeout=20, what="pod object removed after graceful stop", node=node)
+    await eventually(gone, within=20, what="pod object removed after graceful stop", node=node)
 
 
 async def test_agent_restart_leaves_containers_untouched(node: Node) -> None:

@@ -15,7 +15,16 @@ import pytest
 
 from kubelet import labels as L
 from kubelet.cri import RuntimeClient
-from tests.e2e.node_harness import FakeApi, Harness, b64, container_state, harness_config
+from tests.e2e.node_harness import (
+    FakeApi,
+    Harness,
+    b64,
+    cgroup_memory_limits,
+    container_state,
+    exists,
+    harness_config,
+    read_text,
+)
 from tests.support.containerd import PrivateContainerd, containerd_fixture
 
 pytestmark = [pytest.mark.containerd, pytest.mark.timeout(120)]
@@ -114,9 +123,7 @@ async def test_pod_runs_with_ip_volumes_and_env(node: Harness) -> None:
     # Limits reach the pod's cgroup.
     uid = created["metadata"]["uid"]
     cgroup = f"/sys/fs/cgroup/memory/{node.config.cgroup_prefix}/pod{uid}"
-    limits = [open(os.path.join(cgroup, d, "memory.limit_in_bytes")).read().strip()
-              for d in os.listdir(cgroup) if os.path.isdir(os.path.join(cgroup, d))]
-    assert str(64 * 1024 * 1024) in limits
+    assert str(64 * 1024 * 1024) in cgroup_memory_limits(cgroup)
 
 
 async def test_killed_container_is_restarted(node: Harness) -> None:
@@ -141,7 +148,7 @@ async def test_crashing_container_reaches_crash_loop_back_off(node: Harness) -> 
         return main.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff" \
             and main.get("restartCount", 0) >= 2
 
-    await node.wait_for(in_back_off, timeout=30, what="CrashLoopBackOff after two restarts")
+    await node.wait_for(in_back_off, within=30, what="CrashLoopBackOff after two restarts")
     main = container_state(node.status("crash"), "main")
     assert main["lastState"]["terminated"]["exitCode"] == 3
     assert main["lastState"]["terminated"]["reason"] == "Error"
@@ -186,13 +193,13 @@ async def test_graceful_delete_waits_for_the_container_then_removes_the_pod(node
     await node.wait_for(lambda: running(node, "graceful"), what="Running")
     started = time.monotonic()
     node.api.mark_deleted("graceful", 10)
-    await node.wait_for(lambda: "graceful" in node.api.deleted, timeout=15, what="pod deleted from the API")
+    await node.wait_for(lambda: "graceful" in node.api.deleted, within=15, what="pod deleted from the API")
     took = time.monotonic() - started
     assert 1.0 <= took < 8, f"graceful stop took {took:.1f}s"
-    assert open(os.path.join(node.config.root_dir, "mark", "x")).read() == "bye\n"
+    assert read_text(os.path.join(node.config.root_dir, "mark", "x")) == "bye\n"
     assert (await node.kubelet.runtime_pod(uid)).sandboxes == []
-    assert not os.path.exists(node.kubelet.volumes.pod_dir(uid))
-    assert not os.path.exists(f"/sys/fs/cgroup/memory/{node.config.cgroup_prefix}/pod{uid}")
+    assert not exists(node.kubelet.volumes.pod_dir(uid))
+    assert not exists(f"/sys/fs/cgroup/memory/{node.config.cgroup_prefix}/pod{uid}")
 
 
 async def test_agent_restart_adopts_running_containers(node: Harness, containerd: PrivateContainerd) -> None:
@@ -228,7 +235,7 @@ async def test_missing_image_reports_err_image_pull(node: Harness) -> None:
         return str(waiting.get("reason", ""))
 
     await node.wait_for(lambda: reason() in ("ErrImagePull", "ImagePullBackOff"), what="image error")
-    await node.wait_for(lambda: reason() == "ImagePullBackOff", timeout=10, what="ImagePullBackOff")
+    await node.wait_for(lambda: reason() == "ImagePullBackOff", within=10, what="ImagePullBackOff")
     assert node.status("noimage")["phase"] == "Pending"
 
 
@@ -259,7 +266,7 @@ async def test_liveness_probe_failure_restarts_the_container(node: Harness) -> N
                                            "failureThreshold": 1}}])
     node.api.add_pod(spec, node.config.node_name)
     await node.wait_for(lambda: container_state(node.status("live"), "main").get("restartCount", 0) >= 1,
-                        timeout=20, what="restart after liveness failure")
+                        within=20, what="restart after liveness failure")
 
 
 async def test_containers_of_pods_not_bound_here_are_removed(node: Harness) -> None:

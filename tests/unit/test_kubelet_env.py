@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ class Objects:
         return self.objects[(resource, name)]
 
 
-POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+POD: dict[str, Any] = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox",
                                                    "resources": {"limits": {"cpu": "250m", "memory": "64Mi"},
                                                                  "requests": {"cpu": "100m"}}}]},

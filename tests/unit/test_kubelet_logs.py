@@ -16,6 +16,11 @@ LOG = (
 )
 
 
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text)
+
+
 async def collect(path: Path, options: LogOptions, running: bool = False) -> str:
     async def still_running() -> bool:
         return running
@@ -50,8 +55,7 @@ async def test_follow_reads_new_lines_until_the_container_stops(tmp_path: Path) 
 
     async def writer() -> None:
         await asyncio.sleep(0.3)
-        with open(path, "a") as f:
-            f.write("2026-11-23T09:10:44Z stdout F more\n")
+        append(path, "2026-11-23T09:10:44Z stdout F more\n")
         await asyncio.sleep(0.3)
         state["running"] = False
 
