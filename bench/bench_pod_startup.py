@@ -196,13 +196,17 @@ def run(args: argparse.Namespace) -> None:
         node.cleanup()
         etcd.stop()
         shutil.rmtree(etcd.data_dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_logs:
+            print(f"agent log kept in {work}/agent.log")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--raw", type=int, default=20)
+    parser.add_argument("--keep-logs", action="store_true", help="keep the work dir (agent log) for a look")
     run(parser.parse_args())
 
 

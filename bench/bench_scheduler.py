@@ -45,12 +45,14 @@ class Figures:
     total_seconds: float
     cpu_seconds: float
     peak_rss_mb: float
+    apiserver_cpu_seconds: float
 
     def line(self) -> str:
         return (f"{self.nodes:>6} nodes {self.pods:>6} pods | {self.pods / self.bind_seconds:7.1f} pods/s "
                 f"(first→last bind {self.bind_seconds:6.2f}s) | {self.pods / self.total_seconds:7.1f} pods/s incl. "
                 f"start+sync {self.sync_seconds:5.2f}s | scheduler CPU {self.cpu_seconds:6.2f}s "
-                f"| peak RSS {self.peak_rss_mb:6.1f} MiB | setup (create) {self.create_seconds:6.1f}s")
+                f"| peak RSS {self.peak_rss_mb:6.1f} MiB | API server CPU {self.apiserver_cpu_seconds:6.2f}s "
+                f"| setup (create) {self.create_seconds:6.1f}s")
 
 
 def node(i: int) -> dict:
@@ -148,6 +150,7 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
             await create_all(client, "pods", [pod(i) for i in range(num_pods)])
             create_seconds = time.monotonic() - t0
             rv = (await client.list("pods", namespace="default", limit=1))["metadata"]["resourceVersion"]
+            apiserver_cpu_before = proc_cpu_seconds(apiserver.pid)
             started = time.monotonic()
             profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
             scheduler = subprocess.Popen([sys.executable, *profile, "-m", "scheduler", "--kubeconfig", str(kubeconfig)],
@@ -155,8 +158,9 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
             first, last = await count_bound(client, num_pods, rv, started)
         cpu = proc_cpu_seconds(scheduler.pid)
         rss = proc_peak_rss_mb(scheduler.pid)
+        apiserver_cpu = proc_cpu_seconds(apiserver.pid) - apiserver_cpu_before
         return Figures(num_nodes, num_pods, create_seconds, first - started, max(last - first, 1e-9),
-                       last - started, cpu, rss)
+                       last - started, cpu, rss, apiserver_cpu)
     finally:
         for process in (scheduler, apiserver):
             if process is not None and process.poll() is None:

@@ -19,9 +19,13 @@ from typing import Any
 
 from aiokube.client import Controller, EventRecorder, LeaderElector
 from controllers.deployment import DeploymentReconciler
+from controllers.endpoints import EndpointsReconciler
+from controllers.endpointslice import EndpointSliceReconciler
 from controllers.garbagecollector import GarbageCollector
 from controllers.informers import SharedInformers
 from controllers.namespace import NamespaceReconciler
+from controllers.nodeipam import NodeIpamReconciler
+from controllers.nodelifecycle import NodeLifecycleReconciler
 from controllers.replicaset import ReplicaSetReconciler
 from controllers.serviceaccount import ServiceAccountReconciler
 from controllers.timeutil import Clock, system_clock
@@ -89,6 +93,27 @@ def _serviceaccount(ctx: BuildContext) -> Any:
     return ServiceAccountReconciler(client=ctx.client, informers=ctx.informers)
 
 
+def _endpoints(ctx: BuildContext) -> Any:
+    return EndpointsReconciler(client=ctx.client, informers=ctx.informers)
+
+
+def _endpointslice(ctx: BuildContext) -> Any:
+    return EndpointSliceReconciler(client=ctx.client, informers=ctx.informers)
+
+
+def _nodelifecycle(ctx: BuildContext) -> Any:
+    o = ctx.options
+    return NodeLifecycleReconciler(client=ctx.client, informers=ctx.informers,
+                                   recorder=ctx.recorder("node-controller"), clock=ctx.clock,
+                                   grace_period=o.node_monitor_grace_period, monitor_period=o.node_monitor_period,
+                                   eviction_timeout=o.pod_eviction_timeout)
+
+
+def _nodeipam(ctx: BuildContext) -> Any:
+    return NodeIpamReconciler(client=ctx.client, informers=ctx.informers, cluster_cidr=ctx.options.cluster_cidr,
+                              mask_size=ctx.options.node_cidr_mask_size)
+
+
 # name -> factory, in the order they are built; `--controllers` picks from these names.
 CONTROLLERS: dict[str, Factory] = {
     "replicaset": _replicaset,
@@ -96,6 +121,10 @@ CONTROLLERS: dict[str, Factory] = {
     "garbagecollector": _garbagecollector,
     "namespace": _namespace,
     "serviceaccount": _serviceaccount,
+    "endpoints": _endpoints,
+    "endpointslice": _endpointslice,
+    "nodelifecycle": _nodelifecycle,
+    "nodeipam": _nodeipam,
 }
 
 

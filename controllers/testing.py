@@ -256,6 +256,7 @@ class running_manager:
         return self.manager
 
     async def __aexit__(self, *exc: object) -> None:
+        """Stop the manager (idempotent, so a test may stop it early and still leave the block)."""
         assert self._task is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -41,8 +41,10 @@ async def main_async(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     lost = False
-    async with ApiClient.from_kubeconfig(args.kubeconfig) as client:
-        scheduler = Scheduler(client, percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
+    async with (ApiClient.from_kubeconfig(args.kubeconfig) as client,
+                ApiClient.from_kubeconfig(args.kubeconfig) as watch_client):
+        scheduler = Scheduler(client, watch_client=watch_client,
+                              percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
                               bind_concurrency=args.bind_concurrency)
         if args.leader_elect:
             elector = LeaderElector(client, namespace=LEASE_NAMESPACE, name=LEASE_NAME,

@@ -72,7 +72,7 @@ def _new_key() -> PrivateKey:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:

@@ -145,7 +145,7 @@ class Authenticator:
                  clock: Callable[[], datetime.datetime] | None = None) -> None:
         self.static_tokens = static_tokens
         self.read_secret = read_secret
-        self._clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
 
     async def authenticate(self, client_cert_pem: str | None, authorization: str | None) -> UserInfo | None:
         # Kubernetes' union authenticator asks x509 before tokens: a verified certificate wins.

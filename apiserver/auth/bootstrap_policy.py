@@ -79,7 +79,8 @@ def _view_rules() -> list[Obj]:
 
 
 def _edit_rules() -> list[Obj]:
-    return _view_rules() + [
+    return [
+        *_view_rules(),
         rule(READ + WRITE, [""], CORE_NAMESPACED),
         rule(["create"], [""], ["pods/eviction"]),
         rule(["impersonate"], [""], ["serviceaccounts"]),
@@ -95,7 +96,8 @@ def _edit_rules() -> list[Obj]:
 
 
 def _admin_rules() -> list[Obj]:
-    return _edit_rules() + [
+    return [
+        *_edit_rules(),
         rule(READ + WRITE, ["rbac.authorization.k8s.io"], ["rolebindings", "roles"]),
         rule(["create"], ["authorization.k8s.io"], ["localsubjectaccessreviews"]),
     ]
@@ -103,9 +105,9 @@ def _admin_rules() -> list[Obj]:
 
 def _node_rules() -> list[Obj]:
     return [
-        rule(READ + ["create", "update", "patch", "delete"], [""], ["nodes"]),
+        rule([*READ, "create", "update", "patch", "delete"], [""], ["nodes"]),
         rule(["patch", "update"], [""], ["nodes/status"]),
-        rule(READ + ["create", "delete"], [""], ["pods"]),
+        rule([*READ, "create", "delete"], [""], ["pods"]),
         rule(["patch", "update"], [""], ["pods/status"]),
         rule(["create"], [""], ["pods/eviction"]),
         rule(READ, [""], ["services", "endpoints", "namespaces"]),
@@ -123,7 +125,7 @@ def _node_rules() -> list[Obj]:
 def _controller_manager_rules() -> list[Obj]:
     return [
         # The garbage collector and the namespace controller read and delete objects of every kind.
-        rule(READ + ["delete", "deletecollection"], ["*"], ["*"]),
+        rule([*READ, "delete", "deletecollection"], ["*"], ["*"]),
         rule(ALL_VERBS, [""], ["pods", "pods/status", "pods/eviction", "nodes", "nodes/status", "namespaces",
                                "namespaces/status", "namespaces/finalize", "services", "services/status",
                                "endpoints", "configmaps", "secrets", "serviceaccounts", "serviceaccounts/token",
@@ -140,7 +142,7 @@ def _controller_manager_rules() -> list[Obj]:
 
 def _scheduler_rules() -> list[Obj]:
     return [
-        rule(READ + ["delete"], [""], ["pods"]),
+        rule([*READ, "delete"], [""], ["pods"]),
         rule(["create"], [""], ["pods/binding", "bindings"]),
         rule(["patch", "update"], [""], ["pods/status"]),
         rule(READ, [""], ["nodes", "namespaces", "services", "replicationcontrollers", "persistentvolumeclaims",

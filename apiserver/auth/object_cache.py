@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -29,16 +30,18 @@ RELIST_BACKOFF_CAP = 5.0
 class ObjectCache:
     """Objects under `prefix` (one resource's root), indexed by namespace ("" for cluster-scoped) and name."""
 
-    def __init__(self, storage: Storage, prefix: str, watch_cache: WatchCache, *, namespaced: bool) -> None:
+    def __init__(self, storage: Storage, prefix: str, watch_cache: Callable[[], Awaitable[WatchCache]], *,
+                 namespaced: bool) -> None:
         self._storage = storage
         self._prefix = prefix
-        self._watch_cache = watch_cache
+        # The resource's shared WatchCache, which the registry starts on first use.
+        self._watch_cache_factory = watch_cache
+        self._watch_cache: WatchCache | None = None
         self._namespaced = namespaced
         self._by_namespace: dict[str, dict[str, Obj]] = {}
         self._revision = 0
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
-        self._synced = asyncio.Event()
 
     @property
     def revision(self) -> int:
@@ -55,6 +58,7 @@ class ObjectCache:
 
     async def start(self) -> None:
         """List once (so the cache is complete when this returns), then follow changes in the background."""
+        self._watch_cache = await self._watch_cache_factory()
         await self._relist()
         self._task = asyncio.create_task(self._follow(), name=f"object-cache {self._prefix}")
 
@@ -64,14 +68,10 @@ class ObjectCache:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def wait_for(self, revision: int, timeout: float = 5.0) -> bool:
-        """Wait until the cache has applied `revision` (or a later one); False on timeout."""
+    async def wait_for(self, revision: int) -> None:
+        """Wait until the cache has applied `revision` (or a later one); bound it with `asyncio.timeout`."""
         async with self._advanced:
-            try:
-                await asyncio.wait_for(self._advanced.wait_for(lambda: self._revision >= revision), timeout)
-            except TimeoutError:
-                return False
-        return True
+            await self._advanced.wait_for(lambda: self._revision >= revision)
 
     # --- internals -------------------------------------------------------------------------------------------
 
@@ -108,6 +108,7 @@ class ObjectCache:
             self._by_namespace.setdefault(namespace, {})[name] = orjson.loads(event.value)
 
     async def _follow(self) -> None:
+        assert self._watch_cache is not None
         backoff = RELIST_BACKOFF_START
         while True:
             try:

@@ -16,9 +16,8 @@ import asyncio
 import ssl
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 # ssl.TLSVersion numbers as the ASGI TLS extension wants them (the TLS wire values).
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -33,7 +32,7 @@ def tls_extension(ssl_object: ssl.SSLObject | None) -> dict[str, Any] | None:
     subject = ""
     if der:
         peer = ssl_object.getpeercert() or {}
-        subject = ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
+        subject = ",".join(f"{pair[0]}={pair[1]}" for rdn in peer.get("subject", ()) for pair in rdn)
     version = ssl_object.version() or ""
     return {
         "server_cert": None,

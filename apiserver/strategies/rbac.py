@@ -77,6 +77,12 @@ class RoleBindingStrategy(_RBACStrategy):
         Column("ServiceAccounts", priority=1, description="ServiceAccounts in the roleBinding"),
     ]
 
+    def default(self, obj: Obj) -> None:
+        # SetDefaults_Subject: User and Group subjects belong to the RBAC API group unless they say otherwise.
+        for subject in obj.get("subjects") or []:
+            if isinstance(subject, dict) and subject.get("kind") in ("User", "Group") and not subject.get("apiGroup"):
+                subject["apiGroup"] = RBAC_GROUP
+
     def role_kinds(self) -> tuple[str, ...]:
         return ("ClusterRole", "Role") if self.info.namespaced else ("ClusterRole",)
 

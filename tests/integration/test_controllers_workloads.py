@@ -117,3 +117,117 @@ async def test_replicaset_scale_up_and_down(client: ApiClient, namespace: str, m
     await eventually(lambda: status_ready(1))
     await asyncio.sleep(0.3)
     assert len(await pods_of(client, namespace, "fe")) == 1  # no overshoot after settling
+
+
+class RolloutChecker:
+    """Watches pods and proves the rolling-update bounds at every event: active pods never exceed
+    replicas + maxSurge, ready pods never drop below replicas - maxUnavailable once the rollout started.
+    Plays the kubelet too: each new pod is marked Ready (via pods/status) shortly after it appears."""
+
+    def __init__(self, client: ApiClient, namespace: str, app: str) -> None:
+        self.client, self.namespace, self.app = client, namespace, app
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.max_active = 0
+        self.min_ready = 10**9
+        self.tracking_ready = False
+        self.helpers: set[asyncio.Task[None]] = set()  # the 'kubelet' updates in flight
+
+    def record(self) -> None:
+        active = [p for p in self.pods.values() if is_active(p)]
+        self.max_active = max(self.max_active, len(active))
+        if self.tracking_ready:
+            self.min_ready = min(self.min_ready, sum(1 for p in active if is_ready(p)))
+
+    async def run(self, rv: str) -> None:
+        async for event in self.client.watch("pods", namespace=self.namespace, resource_version=rv,
+                                             label_selector=f"app={self.app}"):
+            obj = event["object"]
+            if event["type"] == "DELETED":
+                self.pods.pop(obj["metadata"]["name"], None)
+            elif event["type"] in ("ADDED", "MODIFIED"):
+                self.pods[obj["metadata"]["name"]] = obj
+                if event["type"] == "ADDED" and is_active(obj):
+                    asyncio.get_running_loop().call_later(0.05, self._ready_later, obj)
+            self.record()
+
+    def _ready_later(self, pod: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._make_ready(pod))
+        self.helpers.add(task)
+        task.add_done_callback(self.helpers.discard)
+
+    async def _make_ready(self, pod: dict[str, Any]) -> None:
+        try:
+            await mark_pod_ready(self.client, pod)
+        except Exception:  # deleted meanwhile
+            return
+
+
+async def test_rolling_update_respects_surge_and_unavailability(client: ApiClient, namespace: str,
+                                                                 manager: Any) -> None:
+    await client.create("deployments", deployment("roll", 10), namespace=namespace)
+
+    async def settled(image: str) -> bool:
+        d = await client.get("deployments", "roll", namespace=namespace)
+        st = d.get("status") or {}
+        pods = await pods_of(client, namespace, "roll")
+        return (st.get("observedGeneration") == d["metadata"]["generation"] and st.get("updatedReplicas") == 10
+                and st.get("availableReplicas") == 10 and st.get("replicas") == 10 and len(pods) == 10
+                and all(p["spec"]["containers"][0]["image"] == image for p in pods))
+
+    rv = (await client.list("pods", namespace=namespace))["metadata"]["resourceVersion"]
+    checker = RolloutChecker(client, namespace, "roll")
+    task = asyncio.create_task(checker.run(rv))
+    try:
+        await eventually(lambda: settled("busybox:1"), within=20)
+        checker.max_active, checker.tracking_ready = 0, True
+        checker.record()
+        await client.patch("deployments", "roll",
+                           {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}},
+                           namespace=namespace, patch_type="strategic")
+        await eventually(lambda: settled("busybox:2"), within=30)
+    finally:
+        task.cancel()
+    assert checker.max_active <= 10 + 3, checker.max_active   # maxSurge 25% of 10 rounds up to 3
+    assert checker.min_ready >= 10 - 2, checker.min_ready     # maxUnavailable 25% of 10 rounds down to 2
+    rss = (await client.list("replicasets", namespace=namespace))["items"]
+    assert sorted((du.revision(r), du.replicas_of(r)) for r in rss) == [(1, 0), (2, 10)]
+
+    # rollout undo: kubectl puts the previous template back; the old ReplicaSet becomes revision 3
+    await client.patch("deployments", "roll",
+                       {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}},
+                       namespace=namespace, patch_type="strategic")
+    await make_all_ready(client, namespace, "roll")
+
+    async def undone() -> bool:
+        await make_all_ready(client, namespace, "roll")
+        return await settled("busybox:1")
+
+    await eventually(undone, within=30)
+    rss = (await client.list("replicasets", namespace=namespace))["items"]
+    assert sorted((du.revision(r), du.replicas_of(r)) for r in rss) == [(2, 0), (3, 10)]
+
+
+async def test_pause_blocks_rollout_but_not_scaling(client: ApiClient, namespace: str, manager: Any) -> None:
+    await client.create("deployments", deployment("pz", 2), namespace=namespace)
+
+    async def ready_count(n: int, image: str) -> bool:
+        await make_all_ready(client, namespace, "pz")
+        pods = await pods_of(client, namespace, "pz")
+        return len(pods) == n and all(p["spec"]["containers"][0]["image"] == image for p in pods)
+
+    await eventually(lambda: ready_count(2, "busybox:1"))
+    await client.patch("deployments", "pz", {"spec": {"paused": True}}, namespace=namespace, patch_type="merge")
+    await client.patch("deployments", "pz",
+                       {"spec": {"replicas": 3, "template": {"spec": {"containers": [
+                           {"name": "c", "image": "busybox:2"}]}}}},
+                       namespace=namespace, patch_type="strategic")
+    await eventually(lambda: ready_count(3, "busybox:1"))
+
+    async def paused_condition() -> bool:
+        st = (await client.get("deployments", "pz", namespace=namespace)).get("status") or {}
+        cond = du.get_condition(st, "Progressing")
+        return cond is not None and cond["reason"] == du.PAUSED
+
+    await eventually(paused_condition)
+    await client.patch("deployments", "pz", {"spec": {"paused": False}}, namespace=namespace, patch_type="merge")
+    await eventually(lambda: ready_count(3, "busybox:2"), within=20)

@@ -128,7 +128,7 @@ async def test_available_waits_for_min_ready_seconds_and_requeues() -> None:
 
 
 async def test_create_failure_sets_replica_failure_and_raises() -> None:
-    client, informers, rec, _ = setup(2)
+    client, _, rec, _ = setup(2)
     client.fail_creates = lambda _r, _b: ApiError(403, 'pods "x" is forbidden: exceeded quota', "Forbidden")
     try:
         await rec.reconcile("ns/web")
