@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from apiserver.app import create_app
+from apiserver.auth.setup import secure, serving_options
 from apiserver.config import parse_args
 
 
@@ -18,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(config)
     # uvicorn handles SIGTERM/SIGINT: stop accepting, give open requests (watches) a few seconds, then run
     # the lifespan shutdown that stops the watch caches and closes etcd.
-    server = uvicorn.Server(uvicorn.Config(app, host=config.bind_address, port=config.port, lifespan="on",
-                                           log_level=config.log_level, access_log=False,
-                                           timeout_graceful_shutdown=5, http="h11"))
+    server = uvicorn.Server(uvicorn.Config(secure(app, config), host=config.bind_address, port=config.port,
+                                           lifespan="on", log_level=config.log_level, access_log=False,
+                                           timeout_graceful_shutdown=5, **serving_options(config)))
     server.run()
     return 0
 

@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from aiokube.client import ApiClient  # noqa: E402
+from kubelet.cgroups import remove_pod_cgroup  # noqa: E402
 from kubelet.cri import RuntimeClient, pb  # noqa: E402
 from tests.support.apiserver import running_apiserver  # noqa: E402
 from tests.support.containerd import start_test_containerd  # noqa: E402
@@ -48,26 +49,40 @@ def percentiles(samples: list[float]) -> str:
             f"max={ms[-1]:7.1f}  mean={statistics.fmean(ms):7.1f}")
 
 
-async def raw_cri(socket: str, count: int, log_dir: str) -> list[float]:
-    samples = []
+def _raw_configs(i: int, log_dir: str) -> tuple[pb.PodSandboxConfig, pb.ContainerConfig]:
+    uid = str(uuid.uuid4())
+    sandbox = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=f"raw-{i}", uid=uid, namespace="bench", attempt=0),
+        hostname=f"raw-{i}", log_directory=os.path.join(log_dir, uid),
+        linux=pb.LinuxPodSandboxConfig(cgroup_parent=f"/aiokube-bench/pod{uid}"))
+    container = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="main"), image=pb.ImageSpec(image=IMAGE),
+                                   command=["sleep", "3600"], log_path="main/0.log")
+    return sandbox, container
+
+
+async def _raw_start(runtime: RuntimeClient, i: int, log_dir: str) -> tuple[str, float]:
+    sandbox, container = _raw_configs(i, log_dir)
+    started = time.perf_counter()
+    sandbox_id = await runtime.run_pod_sandbox(sandbox)
+    cid = await runtime.create_container(sandbox_id, container, sandbox)
+    await runtime.start_container(cid)
+    return sandbox_id, time.perf_counter() - started
+
+
+async def raw_cri(socket: str, count: int, log_dir: str, *, burst: bool) -> tuple[list[float], float]:
+    """RunPodSandbox + CreateContainer + StartContainer straight through CRI, one by one or all at once."""
     async with RuntimeClient(socket) as runtime:
-        for i in range(count):
-            uid = str(uuid.uuid4())
-            sandbox = pb.PodSandboxConfig(
-                metadata=pb.PodSandboxMetadata(name=f"raw-{i}", uid=uid, namespace="bench", attempt=0),
-                hostname=f"raw-{i}", log_directory=os.path.join(log_dir, uid),
-                linux=pb.LinuxPodSandboxConfig(cgroup_parent=f"/aiokube-bench/pod{uid}"))
-            container = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="main"),
-                                           image=pb.ImageSpec(image=IMAGE), command=["sleep", "3600"],
-                                           log_path="main/0.log")
-            started = time.perf_counter()
-            sandbox_id = await runtime.run_pod_sandbox(sandbox)
-            cid = await runtime.create_container(sandbox_id, container, sandbox)
-            await runtime.start_container(cid)
-            samples.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        if burst:
+            results = await asyncio.gather(*(_raw_start(runtime, i, log_dir) for i in range(count)))
+        else:
+            results = [await _raw_start(runtime, i, log_dir) for i in range(count)]
+        wall = time.perf_counter() - started
+        for sandbox_id, _ in results:
             await runtime.stop_pod_sandbox(sandbox_id)
             await runtime.remove_pod_sandbox(sandbox_id)
-    return samples
+    remove_pod_cgroup("/aiokube-bench")
+    return [r[1] for r in results], wall
 
 
 def pod_body(name: str, node_name: str) -> dict:
@@ -76,8 +91,11 @@ def pod_body(name: str, node_name: str) -> dict:
                 "name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}}
 
 
-async def through_the_stack(api: ApiClient, node_name: str, count: int, *, burst: bool) -> tuple[list[float], float]:
+async def through_the_stack(api: ApiClient, node_name: str, count: int, *,
+                            burst: bool) -> tuple[list[float], list[float], float]:
+    """(POST → Running, POST answered → Running, wall time) for `count` pods."""
     created: dict[str, float] = {}
+    accepted: dict[str, float] = {}  # the API server answered the POST
     running: dict[str, float] = {}
     all_running = asyncio.Event()
     one_running: asyncio.Queue[str] = asyncio.Queue()
@@ -101,20 +119,23 @@ async def through_the_stack(api: ApiClient, node_name: str, count: int, *, burst
             async def create(i: int) -> None:
                 created[f"{prefix}-{i}"] = time.perf_counter()
                 await api.create("pods", pod_body(f"{prefix}-{i}", node_name), namespace="default")
+                accepted[f"{prefix}-{i}"] = time.perf_counter()
             await asyncio.gather(*(create(i) for i in range(count)))
         else:
             for i in range(count):
                 created[f"{prefix}-{i}"] = time.perf_counter()
                 await api.create("pods", pod_body(f"{prefix}-{i}", node_name), namespace="default")
+                accepted[f"{prefix}-{i}"] = time.perf_counter()
                 await asyncio.wait_for(one_running.get(), 60)
         await asyncio.wait_for(all_running.wait(), 300)
     finally:
         watcher.cancel()
     wall = time.perf_counter() - started
     samples = [running[n] - created[n] for n in running]
+    after_accept = [running[n] - accepted[n] for n in running]
     for name in created:
         await api.delete("pods", name, namespace="default", grace_period_seconds=0)
-    return samples, wall
+    return samples, after_accept, wall
 
 
 async def wait_node_ready(api: ApiClient, node_name: str, agent: subprocess.Popen[bytes]) -> None:
@@ -150,20 +171,21 @@ def write_kubeconfig(path: str, url: str) -> None:
                    "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}]}, f)
 
 
-def start_agent(work: str, kubeconfig: str, node_name: str, socket: str, cgroup_prefix: str) -> subprocess.Popen[bytes]:
+def start_agent(work: str, kubeconfig: str, node_name: str, socket: str, cgroup_prefix: str, *,
+                verbose: bool) -> subprocess.Popen[bytes]:
     log = open(os.path.join(work, "agent.log"), "ab")  # handed to the child, closed right after
     agent = subprocess.Popen(
         [sys.executable, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", node_name,
          "--containerd-socket", socket, "--root-dir", os.path.join(work, "kubelet"),
          "--node-ip", "127.0.0.1", "--cgroup-prefix", cgroup_prefix,
-         "--server-port", str(free_port()), "--server-address", "127.0.0.1"],
+         "--server-port", str(free_port()), "--server-address", "127.0.0.1", *(["-v"] if verbose else [])],
         cwd=REPO, stdout=log, stderr=log, start_new_session=True)
     log.close()
     return agent
 
 
 async def stack_round(url: str, node_name: str, agent: subprocess.Popen[bytes], count: int,
-                      burst: bool) -> tuple[list[float], float]:
+                      burst: bool) -> tuple[list[float], list[float], float]:
     async with ApiClient(url) as api:
         await wait_node_ready(api, node_name, agent)
         return await through_the_stack(api, node_name, count, burst=burst)
@@ -175,18 +197,25 @@ def run(args: argparse.Namespace) -> None:
     node = start_test_containerd()
     agent: subprocess.Popen[bytes] | None = None
     try:
-        raw = asyncio.run(raw_cri(node.socket, args.raw, os.path.join(work, "raw-logs")))
-        print(f"raw CRI sandbox+container start   {percentiles(raw)}", flush=True)
+        raw, _ = asyncio.run(raw_cri(node.socket, args.raw, os.path.join(work, "raw-logs"), burst=False))
+        print(f"raw CRI start (serial)            {percentiles(raw)}", flush=True)
+        raw_burst, raw_wall = asyncio.run(raw_cri(node.socket, args.pods, os.path.join(work, "raw-logs"),
+                                                  burst=True))
+        print(f"raw CRI start (burst)             {percentiles(raw_burst)}")
+        print(f"raw burst of {args.pods}: all started after {raw_wall:.2f} s", flush=True)
         with running_apiserver(etcd.url, "/bench") as url:
             kubeconfig = os.path.join(work, "kubeconfig")
             write_kubeconfig(kubeconfig, url)
             node_name = "bench-node"
-            agent = start_agent(work, kubeconfig, node_name, node.socket, node.config.cgroup_prefix)
-            serial, _ = asyncio.run(stack_round(url, node_name, agent, args.pods, burst=False))
-            print(f"pod created -> Running (serial)  {percentiles(serial)}", flush=True)
+            agent = start_agent(work, kubeconfig, node_name, node.socket, node.config.cgroup_prefix,
+                                verbose=args.keep_logs)
+            serial, serial_accepted, _ = asyncio.run(stack_round(url, node_name, agent, args.pods, burst=False))
+            print(f"POST -> Running (serial)          {percentiles(serial)}")
+            print(f"POST answered -> Running (serial) {percentiles(serial_accepted)}", flush=True)
             wait_runtime_empty(node.socket)
-            burst, wall = asyncio.run(stack_round(url, node_name, agent, args.pods, burst=True))
-            print(f"pod created -> Running (burst)   {percentiles(burst)}")
+            burst, burst_accepted, wall = asyncio.run(stack_round(url, node_name, agent, args.pods, burst=True))
+            print(f"POST -> Running (burst)           {percentiles(burst)}")
+            print(f"POST answered -> Running (burst)  {percentiles(burst_accepted)}")
             print(f"burst of {args.pods} pods: all Running after {wall:.2f} s")
             wait_runtime_empty(node.socket)
     finally:

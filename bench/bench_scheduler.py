@@ -84,6 +84,10 @@ async def create_all(client: ApiClient, resource: str, bodies: list[dict]) -> No
     await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
 
 
+def spawn(argv: list[str], *, quiet: bool = False) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else None)
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -133,8 +137,8 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
     prefix = f"/bench-{num_nodes}-{num_pods}-{os.getpid()}"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    apiserver = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix",
-                                  prefix, "--port", str(port), "--log-level", "warning"], cwd=ROOT)
+    apiserver = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", prefix,
+                       "--port", str(port), "--log-level", "warning"])
     scheduler: subprocess.Popen[bytes] | None = None
     try:
         wait_ready(url, apiserver)
@@ -153,8 +157,9 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
             apiserver_cpu_before = proc_cpu_seconds(apiserver.pid)
             started = time.monotonic()
             profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-            scheduler = subprocess.Popen([sys.executable, *profile, "-m", "scheduler", "--kubeconfig", str(kubeconfig)],
-                                         cwd=ROOT, stderr=subprocess.DEVNULL)
+            extra = os.environ.get("BENCH_SCHEDULER_ARGS", "").split()  # e.g. "--bind-concurrency 32"
+            scheduler = spawn([sys.executable, *profile, "-m", "scheduler", "--kubeconfig", str(kubeconfig), *extra],
+                              quiet=True)
             first, last = await count_bound(client, num_pods, rv, started)
         cpu = proc_cpu_seconds(scheduler.pid)
         rss = proc_peak_rss_mb(scheduler.pid)
@@ -172,13 +177,40 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
                     process.wait()
 
 
+def algorithm_only(num_nodes: int, num_pods: int) -> str:
+    """The scheduling cycle alone (filter, score, assume) in-process: what the scheduler costs without HTTP."""
+    from scheduler.algorithm import Algorithm
+    from scheduler.cache import SchedulerCache
+    from scheduler.framework import CycleState
+    from scheduler.podinfo import pod_info
+    from scheduler.profile import default_plugins
+
+    cache = SchedulerCache()
+    for i in range(num_nodes):
+        cache.set_node(node(i))
+    algorithm = Algorithm(cache, default_plugins(cache))
+    pods = [pod_info(pod(i)) for i in range(num_pods)]
+    started = time.process_time()
+    for info in pods:
+        cache.assume(info, algorithm.schedule(CycleState(), info))
+    seconds = time.process_time() - started
+    return (f"{num_nodes:>6} nodes {num_pods:>6} pods | scheduling cycle only (no API): "
+            f"{num_pods / seconds:8.1f} pods/s, {seconds * 1e6 / num_pods:6.0f} µs CPU per pod")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, help="number of Node objects (with --pods: one case)")
     parser.add_argument("--pods", type=int, help="number of pending pods")
     # BENCH_PROFILE=/tmp/scheduler.prof in the environment runs the scheduler under cProfile.
+    parser.add_argument("--algorithm-only", action="store_true",
+                        help="time only the in-process scheduling cycle (no etcd, API server or HTTP)")
     args = parser.parse_args()
     cases = [(args.nodes, args.pods)] if args.nodes and args.pods else list(DEFAULT_CASES)
+    if args.algorithm_only:
+        for num_nodes, num_pods in cases:
+            print(algorithm_only(num_nodes, num_pods), flush=True)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
     etcd = start_etcd()
     try:

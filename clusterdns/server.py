@@ -68,8 +68,26 @@ class DnsServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (UDP and TCP); port 0 picks a free one, which is returned."""
-        loop = asyncio.get_running_loop()
+        """Listen on host:port (UDP and TCP); port 0 picks a port free for both, which is returned."""
+        for _ in range(20 if port == 0 else 1):
+            self._tcp = await asyncio.start_server(self._serve_tcp, host, port)
+            bound_port = int(self._tcp.sockets[0].getsockname()[1])
+            try:
+                await self._listen_udp(host, bound_port)
+                break
+            except OSError:
+                # Port 0 gave a TCP port whose UDP twin is taken: try another one.
+                self._tcp.close()
+                await self._tcp.wait_closed()
+                if port != 0:
+                    raise
+        else:
+            raise OSError(f"no port free for both UDP and TCP on {host}")
+        # Never forward to ourselves (a resolv.conf that names this address would loop).
+        self._upstreams = [u for u in self._upstreams if u != (host, bound_port)]
+        return bound_port
+
+    async def _listen_udp(self, host: str, port: int) -> None:
         server = self
 
         class _Udp(asyncio.DatagramProtocol):
@@ -81,13 +99,7 @@ class DnsServer:
                 server._tasks.add(task)
                 task.add_done_callback(server._tasks.discard)
 
-        await loop.create_datagram_endpoint(_Udp, local_addr=(host, port))
-        assert self._udp is not None
-        bound_port = int(self._udp.get_extra_info("sockname")[1])
-        self._tcp = await asyncio.start_server(self._serve_tcp, host, bound_port)
-        # Never forward to ourselves (a resolv.conf that names this address would loop).
-        self._upstreams = [u for u in self._upstreams if u != (host, bound_port)]
-        return bound_port
+        await asyncio.get_running_loop().create_datagram_endpoint(_Udp, local_addr=(host, port))
 
     async def close(self) -> None:
         if self._udp is not None:

@@ -4,14 +4,20 @@ Keys are `resource|namespace/name` across every monitored resource (one shared i
 - it is being deleted with the `foregroundDeletion` finalizer: delete its dependents, and once none with
   `blockOwnerDeletion: true` is left, remove the finalizer (the API server then deletes it);
 - it is being deleted with the `orphan` finalizer: strip its ownerReference from every dependent, then remove
-  the finalizer;
+  the finalizer. Dependents are read from a cache only when that cache has caught up with the owner's
+  deletion (its resourceVersion); otherwise from a live list, because a dependent missed here would keep a
+  reference to an owner about to vanish and be collected as dangling right after — the orphan would be lost;
 - it has ownerReferences: an owner missing from the cache is confirmed absent by a live GET (uid compared), so
   a lagging watch never deletes a dependent of a living owner. All owners absent (or deleting in foreground)
-  → delete it (background); some absent → remove the dangling references.
+  → delete it (background); some absent → remove the dangling references. The delete carries the
+  resourceVersion the decision was made on as a precondition, so a stale cached copy (say, one whose reference
+  an orphaning owner has just stripped) can never get an object deleted: the API server answers 409 and the
+  newer version's event brings the key back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from typing import Any
@@ -37,6 +43,14 @@ MONITORED = ("pods", "replicasets", "deployments", "daemonsets", "statefulsets",
 def resource_name(info: ResourceInfo) -> str:
     """A name `lookup` resolves unambiguously: group/version/plural for named groups."""
     return f"{info.group}/{info.version}/{info.plural}" if info.group else info.plural
+
+
+def _revision(obj: Obj) -> int:
+    """An object's resourceVersion as a number (etcd revisions are global), 0 when unknown."""
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
 
 
 def finalizers_of(obj: Obj) -> list[str]:
@@ -162,11 +176,16 @@ class GarbageCollector:
 
     async def _delete(self, resource: str, obj: Obj, policy: str) -> None:
         meta = obj["metadata"]
+        preconditions = {"uid": meta.get("uid")}
+        if meta.get("resourceVersion"):
+            preconditions["resourceVersion"] = meta["resourceVersion"]
         try:
             await self.client.delete(resource, meta["name"], namespace=meta.get("namespace"),
-                                     propagation_policy=policy, preconditions={"uid": meta.get("uid")})
+                                     propagation_policy=policy, preconditions=preconditions)
         except ApiError as err:
-            if err.code not in (404, 409):  # gone, or replaced by a new object of the same name
+            # 404: gone already. 409: replaced by a new object of the same name, or changed since the version
+            # we judged; that change's event requeues the key and the next reconcile judges it afresh.
+            if err.code not in (404, 409):
                 raise
 
     async def _set_owner_refs(self, resource: str, obj: Obj, refs: list[dict[str, Any]]) -> None:
@@ -208,11 +227,29 @@ class GarbageCollector:
 
     async def _orphan_dependents(self, resource: str, owner: Obj) -> Result:
         uid = uid_of(owner)
-        for dep_resource, dep in self._dependents(owner):
+        for dep_resource, dep in await self._complete_dependents(owner):
             await self._strip_ref(dep_resource, dep, uid)
         log.info("gc: dependents of %s %s orphaned, removing %s", resource, object_key(owner), ORPHAN)
         await self._remove_finalizer(resource, owner, ORPHAN)
         return Result()
+
+    async def _complete_dependents(self, owner: Obj) -> list[tuple[str, Obj]]:
+        """Every dependent existing when the owner was marked for deletion, caught-up caches or not."""
+        owner_rv = _revision(owner)
+        lists = await asyncio.gather(*(self._dependents_in(resource, informer, owner, owner_rv)
+                                       for resource, informer in self.monitored.items()))
+        return [(resource, dep) for resource, deps in zip(self.monitored, lists, strict=True) for dep in deps]
+
+    async def _dependents_in(self, resource: str, informer: Any, owner: Obj, owner_rv: int) -> list[Obj]:
+        uid = uid_of(owner)
+        cached_rv = _revision({"metadata": {"resourceVersion": getattr(informer, "last_resource_version", None)}})
+        if owner_rv and cached_rv >= owner_rv:
+            return dependents_of(informer, uid)  # this cache has seen everything up to the owner's deletion
+        # A cluster-scoped owner (namespace None) may have dependents in every namespace.
+        namespace = owner["metadata"].get("namespace") or None
+        listed = await self.client.list(resource_name(lookup(resource)), namespace=namespace)
+        return [item for item in listed.get("items") or []
+                if any(ref.get("uid") == uid for ref in owner_refs(item))]
 
     async def _strip_ref(self, resource: str, dep: Obj, owner_uid: str) -> None:
         current = copy.deepcopy(dep)

@@ -12,6 +12,10 @@ import builtins
 import contextlib
 import copy
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -21,6 +25,7 @@ from aiokube.api.resources import lookup
 from aiokube.api.types import Obj
 from aiokube.client import Store
 from controllers.ownerrefs import object_key
+from controllers.podutil import is_active, is_ready
 from controllers.timeutil import Clock, format_time, system_clock
 
 
@@ -148,11 +153,16 @@ class FakeClient:
         self.actions.append(("patch", lookup(resource).plural, key))
         return copy.deepcopy(new)
 
-    async def delete(self, resource: str, name: str, namespace: str | None = None, **_: Any) -> Obj:
+    async def delete(self, resource: str, name: str, namespace: str | None = None,
+                     preconditions: dict[str, Any] | None = None, **_: Any) -> Obj:
         key = self._key(namespace, name)
-        obj = self._bucket(resource).pop(key, None)
+        obj = self._bucket(resource).get(key)
         if obj is None:
             raise self._not_found(resource, name)
+        for field_name, wanted in (preconditions or {}).items():  # as the API server checks them: 409
+            if wanted and obj["metadata"].get(field_name) != wanted:
+                raise ApiError(409, f"Precondition failed: {field_name} in precondition: {wanted}", "Conflict")
+        del self._bucket(resource)[key]
         self.actions.append(("delete", lookup(resource).plural, key))
         return obj
 
@@ -300,3 +310,116 @@ async def mark_pod_ready(client: Any, pod: Obj, *, ready: bool = True, ip: str |
                 raise
             pod = await client.get("pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
     raise AssertionError("unreachable")
+
+
+class RolloutChecker:
+    """Watches pods and proves the rolling-update bounds at every event: active pods never exceed
+    replicas + maxSurge, ready pods never drop below replicas - maxUnavailable once the rollout started.
+    Plays the kubelet too: each new pod is marked Ready (via pods/status) `ready_delay` seconds after it appears."""
+
+    def __init__(self, client: Any, namespace: str, app: str, *, ready_delay: float = 0.05) -> None:
+        self.client, self.namespace, self.app = client, namespace, app
+        self.ready_delay = ready_delay
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.max_active = 0
+        self.min_ready = 10**9
+        self.tracking_ready = False
+        self.helpers: set[asyncio.Task[None]] = set()  # the 'kubelet' updates in flight
+
+    def record(self) -> None:
+        active = [p for p in self.pods.values() if is_active(p)]
+        self.max_active = max(self.max_active, len(active))
+        if self.tracking_ready:
+            self.min_ready = min(self.min_ready, sum(1 for p in active if is_ready(p)))
+
+    async def run(self, rv: str) -> None:
+        """Watch from `rv` until cancelled, resuming after the server ends a stream (no event is skipped)."""
+        while True:
+            async for event in self.client.watch("pods", namespace=self.namespace, resource_version=rv,
+                                                 label_selector=f"app={self.app}"):
+                obj = event["object"]
+                rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                if event["type"] == "DELETED":
+                    self.pods.pop(obj["metadata"]["name"], None)
+                elif event["type"] in ("ADDED", "MODIFIED"):
+                    self.pods[obj["metadata"]["name"]] = obj
+                    if event["type"] == "ADDED" and is_active(obj):
+                        asyncio.get_running_loop().call_later(self.ready_delay, self._ready_later, obj)
+                self.record()
+
+    def _ready_later(self, pod: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._make_ready(pod))
+        self.helpers.add(task)
+        task.add_done_callback(self.helpers.discard)
+
+    async def _make_ready(self, pod: dict[str, Any]) -> None:
+        try:
+            await mark_pod_ready(self.client, pod)
+        except Exception:  # deleted meanwhile
+            return
+
+
+# --- the controller-manager as a real process ---------------------------------------------------------------
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_kubeconfig(path: str, server: str) -> str:
+    """A kubeconfig for a plain-HTTP API server (what kubectl and `python -m controllers` read)."""
+    with open(path, "w") as f:
+        f.write(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {server}
+users:
+- name: test
+  user: {{}}
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: test
+    namespace: default
+current-context: test
+""")
+    return path
+
+
+class ManagerProcess:
+    """`python -m controllers` as a child process in its own session; its stderr goes to `log_path`."""
+
+    def __init__(self, kubeconfig: str, log_path: str, *args: str) -> None:
+        self.kubeconfig, self.log_path, self.args = kubeconfig, log_path, list(args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagerProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "controllers", "--kubeconfig", self.kubeconfig, *self.args],
+                cwd=PROJECT_ROOT, stdout=log, stderr=log, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, the Lease is not released — a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()

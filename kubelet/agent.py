@@ -15,11 +15,12 @@ from typing import Any
 
 from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
-from aiokube.client import ApiClient, Informer
+from aiokube.client import ApiClient, EventRecorder, Informer
 from kubelet.actions import CRASH_LOOP_BACK_OFF, backoff_key, compute_pod_actions
 from kubelet.backoff import Backoff
 from kubelet.config import KubeletConfig
 from kubelet.cri import RuntimeClient
+from kubelet.events import PodEvents
 from kubelet.image_puller import IMAGE_PULL_BACK_OFF
 from kubelet.node_status import NodeIdentity, NodeStatusReporter, allocatable, capacity, default_node_ip
 from kubelet.pleg import Pleg
@@ -48,8 +49,9 @@ class Kubelet:
         self.volumes = VolumeManager(config.root_dir, self.node_allocatable)
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
         self.image_backoff = Backoff(config.image_backoff_initial, config.backoff_max)
+        self.events = PodEvents(EventRecorder(api, "kubelet", host=config.node_name))
         self.manager = PodRuntimeManager(runtime, node, self.volumes, api, self.backoff, self.image_backoff,
-                                         self.node_allocatable)
+                                         self.node_allocatable, self.events)
         self.workers = PodWorkers(self.sync)
         self.pleg = Pleg(runtime, config.node_name, self.workers.update, period=config.pleg_period)
         self.probes = ProbeManager(runtime, self.workers.update)
@@ -66,6 +68,8 @@ class Kubelet:
     # --- events -------------------------------------------------------------------------------------------
     def _on_pod(self, pod: Obj) -> None:
         meta = pod["metadata"]
+        if meta["uid"] not in self._uid_to_key:
+            log.debug("pod %s/%s (%s) seen", meta.get("namespace"), meta["name"], meta["uid"])
         self._uid_to_key[meta["uid"]] = f"{meta.get('namespace', 'default')}/{meta['name']}"
         self.workers.update(meta["uid"])
 
@@ -209,3 +213,4 @@ class Kubelet:
     async def close(self) -> None:
         self.probes.close()
         await self.workers.close()
+        await self.events.close()

@@ -19,6 +19,7 @@ from kubelet.backoff import Backoff
 from kubelet.cgroups import remove_pod_cgroup
 from kubelet.cri import CriError, RuntimeClient, pb
 from kubelet.env import ContainerConfigError, ObjectGetter, SourceCache, container_env
+from kubelet.events import PodEvents
 from kubelet.handlers import run_handler
 from kubelet.image_puller import ImagePuller, ImagePullError
 from kubelet.runtime_state import ContainerRecord, PodRuntimeStatus
@@ -41,6 +42,7 @@ class PodRuntimeManager:
     def __init__(
         self, runtime: RuntimeClient, node: NodeSettings, volumes: VolumeManager, api: ObjectGetter,
         container_backoff: Backoff, image_backoff: Backoff, node_allocatable: dict[str, str] | None = None,
+        events: PodEvents | None = None,
     ) -> None:
         self.runtime = runtime
         self.node = node
@@ -49,10 +51,14 @@ class PodRuntimeManager:
         self.container_backoff = container_backoff
         self.images = ImagePuller(runtime, image_backoff)
         self.node_allocatable = node_allocatable or {}
+        self.events = events or PodEvents(None)
 
     # --- sync ---------------------------------------------------------------------------------------------
     async def sync_pod(self, pod: Obj, rt: PodRuntimeStatus, actions: PodActions) -> SyncResult:
         result = SyncResult(waiting=dict(actions.waiting))
+        for name in actions.waiting:
+            self.events.emit(pod, "Warning", "BackOff",
+                             f"Back-off restarting failed container {name} in pod {_pod_ref(pod)}")
         grace = _grace(pod)
         if actions.kill_pod:
             await self.kill_pod(pod, rt, grace)
@@ -60,6 +66,7 @@ class PodRuntimeManager:
             record = next((c for c in rt.containers if c.id == cid), None)
             if record:
                 log.info("killing %s/%s: %s", _pod_ref(pod), info.name, info.reason)
+                self.events.emit(pod, "Normal", "Killing", info.reason)
                 await self.kill_container(pod, record, grace)
         if not (actions.create_sandbox or actions.next_init_container or actions.containers_to_start):
             return result
@@ -84,6 +91,7 @@ class PodRuntimeManager:
                 pod_ip = status.status.network.ip
             except CriError as e:
                 result.errors.append(f"Failed to create pod sandbox: {e}")
+                self.events.emit(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
                 for c in _containers_to_start(pod, actions):
                     result.waiting[c] = ("ContainerCreating", "")
                 return result
@@ -97,6 +105,9 @@ class PodRuntimeManager:
                                                   volume_paths, sources, pod_ip)
             if failure:
                 result.waiting[name] = failure
+                self.events.emit(pod, "Warning", "Failed", f"Error: {failure[0]}: {failure[1]}".rstrip(": "))
+            else:
+                self.events.emit(pod, "Normal", "Started", f"Started container {name}")
         return result
 
     async def _start_container(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from proxy.commands import CommandError, CommandRunner
-from proxy.nftables import Ruleset, render_cleanup, render_sync
+from proxy.nftables import Ruleset, render_cleanup, render_diff, render_sync
 
 
 class NftUnavailableError(Exception):
@@ -16,8 +16,7 @@ class NftUnavailableError(Exception):
 class NftApplier:
     def __init__(self, runner: CommandRunner) -> None:
         self._runner = runner
-        self._chains: set[str] | None = None  # what the table holds after our last successful write
-        self._sets: set[str] = set()
+        self._applied: Ruleset | None = None  # what the table holds after our last successful write
 
     async def check_usable(self) -> None:
         try:
@@ -38,16 +37,21 @@ class NftApplier:
                 sets.add(item["set"]["name"])
         return chains, sets
 
-    async def apply(self, ruleset: Ruleset) -> None:
-        if self._chains is None:
-            self._chains, self._sets = await self._read_existing()
+    async def apply(self, ruleset: Ruleset, *, full: bool = False) -> None:
+        """Write `ruleset`: only the differences from the last write, or everything when `full` (or when what
+        the table holds is unknown: first sync, after a failure)."""
+        if full or self._applied is None:
+            chains, sets = await self._read_existing()
+            script = render_sync(ruleset, chains, sets)
+        else:
+            script = render_diff(ruleset, self._applied)
         try:
-            await self._runner.run(["nft", "-f", "-"], stdin=render_sync(ruleset, self._chains, self._sets))
+            await self._runner.run(["nft", "-f", "-"], stdin=script)
         except CommandError:
-            self._chains = None  # the table may differ from what we believe: read it again next time
+            self._applied = None  # the table may differ from what we believe: rewrite it whole next time
             raise
-        self._chains, self._sets = set(ruleset.chains), set(ruleset.affinity_sets)
+        self._applied = ruleset
 
     async def cleanup(self) -> None:
         await self._runner.run(["nft", "-f", "-"], stdin=render_cleanup())
-        self._chains, self._sets = set(), set()
+        self._applied = None

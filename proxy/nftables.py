@@ -21,6 +21,7 @@ sets that still exist keep their entries.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Ruleset:
     map_elements: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in MAPS})
 
 
+@functools.lru_cache(maxsize=1 << 16)  # chain names are asked for many times per sync
 def _hash(*parts: object) -> str:
     digest = hashlib.sha256("\0".join(str(p) for p in parts).encode()).digest()
     return base64.b32encode(digest).decode()[:8]
@@ -180,3 +182,37 @@ def render_sync(ruleset: Ruleset, existing_chains: Iterable[str] = (), existing_
 def render_cleanup() -> str:
     """Remove the whole table (declared first so the delete never fails on a table that is absent)."""
     return f"add table {TABLE}\ndelete table {TABLE}\n"
+
+
+def _elements_by_key(elements: list[str]) -> dict[str, str]:
+    return {key: verdict for key, _, verdict in (element.partition(" : ") for element in elements)}
+
+
+def render_diff(new: Ruleset, old: Ruleset) -> str:
+    """One `nft -f` transaction from `old` (what the table holds, as last written) to `new`, touching only the
+    chains, sets and map elements that differ: with 1,000 Services a full rewrite takes over a second in the
+    kernel, one changed Service a few milliseconds."""
+    lines = [f"add table {TABLE}"]
+    added_chains = [name for name in new.chains if name not in old.chains]
+    changed_chains = [name for name, rules in new.chains.items() if old.chains.get(name) != rules]
+    removed_chains = sorted(set(old.chains) - set(new.chains))
+    lines += [f"add chain {TABLE} {name}" for name in added_chains]
+    for name, timeout in new.affinity_sets.items():
+        if old.affinity_sets.get(name) != timeout:
+            lines.append(f"add set {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}")
+    for name in changed_chains:
+        lines.append(f"flush chain {TABLE} {name}")
+        lines += [f"add rule {TABLE} {name} {rule}" for rule in new.chains[name]]
+    for map_name in MAPS:
+        old_elements = _elements_by_key(old.map_elements.get(map_name, []))
+        new_elements = _elements_by_key(new.map_elements.get(map_name, []))
+        gone = [key for key, verdict in old_elements.items() if new_elements.get(key) != verdict]
+        come = [f"{key} : {verdict}" for key, verdict in new_elements.items() if old_elements.get(key) != verdict]
+        if gone:
+            lines.append(f"delete element {TABLE} {map_name} {{ {', '.join(gone)} }}")
+        if come:
+            lines.append(f"add element {TABLE} {map_name} {{ {', '.join(come)} }}")
+    lines += [f"flush chain {TABLE} {name}" for name in removed_chains]
+    lines += [f"delete chain {TABLE} {name}" for name in removed_chains]
+    lines += [f"delete set {TABLE} {name}" for name in sorted(set(old.affinity_sets) - set(new.affinity_sets))]
+    return "\n".join(lines) + "\n"

@@ -62,23 +62,24 @@ class Proxier:
     async def _sync_loop(self) -> None:
         self._dirty.set()
         while True:
+            full = False
             try:
                 await asyncio.wait_for(self._dirty.wait(), timeout=self._resync)
             except TimeoutError:
-                pass
+                full = True  # periodic repair: rewrite the whole table
             await asyncio.sleep(self._debounce)
             self._dirty.clear()
             try:
-                await self.sync_once()
+                await self.sync_once(full=full)
             except Exception:
                 log.exception("sync failed; retrying in %.1fs", RETRY_AFTER_FAILURE)
                 await asyncio.sleep(RETRY_AFTER_FAILURE)
                 self._dirty.set()
 
-    async def sync_once(self) -> None:
+    async def sync_once(self, *, full: bool = False) -> None:
         started = time.monotonic()
         ports = service_ports(self.services.store.list(), self.slices.store.list())
-        await self._nft.apply(build_ruleset(ports, self.node_name))
+        await self._nft.apply(build_ruleset(ports, self.node_name), full=full)
         if self._routes is not None and self.nodes is not None:
             await self._routes.sync(desired_routes(self.nodes.store.list(), self.node_name))
         self.syncs += 1

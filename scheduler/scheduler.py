@@ -87,6 +87,7 @@ class Scheduler:
         self.nominated: dict[str, dict[str, PodInfo]] = {}  # node -> pods nominated there by preemption
         self._nominated_node: dict[str, str] = {}  # pod key -> node
         self._bound_by_us: set[str] = set()
+        self._binding: dict[str, QueuedPod] = {}  # pods in their binding cycle (kept for their attempt count)
         self._background: set[asyncio.Task[Any]] = set()
         # Status writes beyond binding share a small budget: a long queue of requests inside httpx's
         # connection pool costs CPU per queued request, and these writes are not on the critical path.
@@ -241,6 +242,7 @@ class Scheduler:
         self.queue.done(pod.key)
         self._untrack_nomination(pod.key)
         self.scheduled += 1
+        self._binding[pod.key] = qp
         self.binder.start(pod.pod, node)
 
     async def _handle_fit_error(self, qp: QueuedPod, state: CycleState, fit: FitError) -> None:
@@ -260,8 +262,12 @@ class Scheduler:
         self._spawn(self._write_unschedulable(pod.pod, message, nominated))
 
     def _check_node(self, state: CycleState, pod: PodInfo, node: Any) -> Any:
-        skipped, _ = self.algorithm.pre_filter(state.clone(), pod)
-        return self.algorithm.run_filters(state, pod, node, skipped)
+        """All filters for `pod` on a what-if copy of a node (preemption). PreFilter data (affinity counts) is
+        recomputed from the cache, so victims still count there: preemption resolves resource and port
+        conflicts, not inter-pod (anti-)affinity ones."""
+        fresh = state.clone()
+        skipped, _ = self.algorithm.pre_filter(fresh, pod)
+        return self.algorithm.run_filters(fresh, pod, node, skipped)
 
     async def _evict(self, pod: PodInfo, node: str, victims: list[PodInfo]) -> None:
         """Nominate `node` for `pod` and delete the victims gracefully (their kubelet stops them)."""
@@ -301,7 +307,6 @@ class Scheduler:
             log.info("writing PodScheduled=False for %s failed: %s", meta["name"], exc)
 
     def _ensure_scheduled_condition(self, pod: Obj) -> None:
-        if __import__("os").environ.get("NOPATCH"): return
         conditions = (pod.get("status") or {}).get("conditions") or []
         if any(c.get("type") == "PodScheduled" and c.get("status") == "True" for c in conditions):
             return  # the API server's binding already set it (as Kubernetes' does)
@@ -319,25 +324,28 @@ class Scheduler:
     def _on_bound(self, pod: Obj, node: str) -> None:
         meta = pod["metadata"]
         key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        self._binding.pop(key, None)
         self._bound_by_us.add(key)
         current = self.cache.nodes.get(node)
         if current is not None and key in current.pods and not self.cache.is_assumed(key):
             # The informer's event already arrived before the binding response.
             self._bound_by_us.discard(key)
             self._ensure_scheduled_condition(current.pods[key].pod)
-        if not __import__("os").environ.get("NOEV"): self._spawn(self.recorder.event(pod, "Normal", "Scheduled",
+        self._spawn(self.recorder.event(pod, "Normal", "Scheduled",
                                         f"Successfully assigned {key} to {node}"))
 
     def _on_bind_failed(self, pod: Obj, node: str, exc: Exception) -> None:
         meta = pod["metadata"]
         key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        qp = self._binding.pop(key, None)
         self.cache.forget(key)
         if isinstance(exc, ApiError) and exc.code == 404:
             return  # the pod is gone
         if isinstance(exc, ApiError) and exc.code == 409 and "already" in exc.message:
             return  # someone bound it; the informer will show where
-        info = self._info(pod)
-        self.queue.add_backoff(QueuedPod(info=info, timestamp=self.queue.clock(), attempts=1))
+        if qp is None:
+            qp = QueuedPod(info=self._info(pod), timestamp=self.queue.clock(), attempts=1)
+        self.queue.add_backoff(qp)
         self._spawn(self.recorder.event(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}"))
         self.queue.move_all()  # the assumed resources are free again
 

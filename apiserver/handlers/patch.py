@@ -51,7 +51,13 @@ def apply_to(state: ServerState, handle: ResourceHandle, original: Obj | None, p
     info = handle.info
     try:
         if kind == APPLY_PATCH:
-            result = patching.server_side_apply(original, patch, manager=opts.manager, force=opts.force,
+            # Kubernetes defaults the applied configuration before merging (it is decoded into the typed
+            # object), so defaulted list-map keys such as a port's protocol match the live object's.
+            applied = copy.deepcopy(patch)
+            applied.setdefault("apiVersion", info.api_version)
+            applied.setdefault("kind", info.kind)
+            handle.strategy.default(applied)
+            result = patching.server_side_apply(original, applied, manager=opts.manager, force=opts.force,
                                                 group=info.group, version=info.version, kind=info.kind,
                                                 schemas=state.schemas)
         else:

@@ -231,3 +231,44 @@ async def test_missing_image_gives_err_image_pull(node: Node) -> None:
 
     await node.api.create("pods", body, namespace="default")
     await eventually(image_error, what="ErrImagePull", node=node)
+
+
+async def test_exec_with_stdin_stats_and_events(node: Node) -> None:
+    await node.api.create("pods", web_pod("tools", node.name), namespace="default")
+
+    async def running() -> bool:
+        p = await node.api.get("pods", "tools", namespace="default")
+        return p["status"].get("phase") == "Running"
+
+    await eventually(running, what="pod Running", node=node)
+    # stdin goes through containerd's streaming server (websocket, v4 channels) relayed by the agent.
+    async with websockets.connect(
+        f"{node.server.replace('http', 'ws')}/exec/default/tools/web?command=head&command=-n1"
+        "&stdin=true&stdout=true&stderr=true",
+        subprotocols=[websockets.Subprotocol("v4.channel.k8s.io")],
+    ) as ws:
+        await ws.send(b"\x00typed line\n")
+        out = b""
+        status = b""
+        async for frame in ws:
+            assert isinstance(frame, bytes)
+            if frame[:1] == b"\x01":
+                out += frame[1:]
+            elif frame[:1] == b"\x03":
+                status += frame[1:]
+    assert out == b"typed line\n"
+    assert json.loads(status)["status"] == "Success"
+
+    async with httpx.AsyncClient() as http:
+        summary = (await http.get(f"{node.server}/stats/summary")).json()
+    assert summary["node"]["nodeName"] == node.name and summary["node"]["memory"]["availableBytes"] > 0
+    pods = {p["podRef"]["name"]: p for p in summary["pods"]}
+    assert pods["tools"]["containers"][0]["name"] == "web"
+    assert pods["tools"]["memory"]["workingSetBytes"] > 0
+
+    async def started_event() -> bool:
+        events = (await node.api.list("events", namespace="default"))["items"]
+        return any(e["reason"] == "Started" and e["involvedObject"]["name"] == "tools" and
+                   e["source"]["component"] == "kubelet" for e in events)
+
+    await eventually(started_event, within=10, what="Started event", node=node)

@@ -15,6 +15,7 @@ import pytest
 
 from kubelet import labels as L
 from kubelet.cri import RuntimeClient
+from kubelet.node_status import default_node_ip as default_host_ip
 from tests.e2e.node_harness import (
     FakeApi,
     Harness,
@@ -26,6 +27,7 @@ from tests.e2e.node_harness import (
     read_text,
 )
 from tests.support.containerd import PrivateContainerd, containerd_fixture
+from tests.support.etcd import free_port
 
 pytestmark = [pytest.mark.containerd, pytest.mark.timeout(120)]
 
@@ -97,7 +99,9 @@ async def test_pod_runs_with_ip_volumes_and_env(node: Harness) -> None:
         "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
         "volumeMounts": [{"name": "cm", "mountPath": "/etc/cm"}, {"name": "sec", "mountPath": "/etc/secret"},
                          {"name": "info", "mountPath": "/etc/info"}, {"name": "scratch", "mountPath": "/www"}],
-        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 10},
+        "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
     }], volumes=[
         {"name": "cm", "configMap": {"name": "web-config"}},
         {"name": "sec", "secret": {"secretName": "web-secret"}},
@@ -183,7 +187,9 @@ async def test_graceful_delete_waits_for_the_container_then_removes_the_pod(node
     # The container takes ~1 s to exit after SIGTERM; preStop leaves a mark first.
     script = "trap 'sleep 1; exit 0' TERM; while true; do sleep 0.1; done"
     spec = pod("graceful", [{"name": "main", "command": ["sh", "-c", script],
-                             "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /mark/x"]}}},
+                             "lifecycle": {
+                                 "postStart": {"exec": {"command": ["sh", "-c", "echo hi > /mark/post"]}},
+                                 "preStop": {"exec": {"command": ["sh", "-c", "echo bye > /mark/x"]}}},
                              "volumeMounts": [{"name": "mark", "mountPath": "/mark"}]}],
                volumes=[{"name": "mark", "hostPath": {"path": os.path.join(node.config.root_dir, "mark"),
                                                       "type": "DirectoryOrCreate"}}],
@@ -196,6 +202,7 @@ async def test_graceful_delete_waits_for_the_container_then_removes_the_pod(node
     await node.wait_for(lambda: "graceful" in node.api.deleted, within=15, what="pod deleted from the API")
     took = time.monotonic() - started
     assert 1.0 <= took < 8, f"graceful stop took {took:.1f}s"
+    assert read_text(os.path.join(node.config.root_dir, "mark", "post")) == "hi\n"
     assert read_text(os.path.join(node.config.root_dir, "mark", "x")) == "bye\n"
     assert (await node.kubelet.runtime_pod(uid)).sandboxes == []
     assert not exists(node.kubelet.volumes.pod_dir(uid))
@@ -288,3 +295,37 @@ async def test_containers_of_pods_not_bound_here_are_removed(node: Harness) -> N
         await asyncio.sleep(0.1)
     labels = {L.POD_UID: uid}
     assert await node.runtime.list_containers(labels) == []
+
+
+async def test_host_network_and_host_port(node: Harness) -> None:
+    host_port = free_port()
+    node.api.add_pod(pod("hostnet", [{"name": "main", "command": ["sleep", "3600"]}], hostNetwork=True),
+                     node.config.node_name)
+    node.api.add_pod(pod("hostport", [{"name": "web", "command": ["sh", "-c", "echo hp > /i; httpd -f -p 80 -h /"],
+                                       "ports": [{"containerPort": 80, "hostPort": host_port}]}]),
+                     node.config.node_name)
+    await node.wait_for(lambda: running(node, "hostnet") and running(node, "hostport"), what="both Running")
+    assert node.status("hostnet")["podIP"] == "127.0.0.1"  # the node's IP
+    # hostPort: the portmap plugin DNATs the node's port to the pod (reach it on a non-loopback host address).
+    host_ip = default_host_ip()
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://{host_ip}:{host_port}/i")).text == "hp\n"
+
+
+async def test_memory_hog_is_oom_killed(node: Harness) -> None:
+    spec = pod("hog", [{"name": "main", "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1"],
+                        "resources": {"limits": {"memory": "16Mi"}}}], restartPolicy="Never")
+    node.api.add_pod(spec, node.config.node_name)
+    await node.wait_for(lambda: node.status("hog").get("phase") == "Failed", what="Failed")
+    term = container_state(node.status("hog"), "main")["state"]["terminated"]
+    assert term["reason"] == "OOMKilled" and term["exitCode"] == 137
+
+
+async def test_events_are_recorded(node: Harness) -> None:
+    node.api.add_pod(pod("evented", [{"name": "main", "command": ["sleep", "3600"]}]), node.config.node_name)
+    await node.wait_for(lambda: running(node, "evented"), what="Running")
+
+    def reasons() -> set[str]:
+        return {o.get("reason", "") for (res, _, _), o in node.api.objects.items() if res == "events"}
+
+    await node.wait_for(lambda: "Started" in reasons(), within=5, what="Started event")

@@ -16,7 +16,7 @@ from aiokube.client import ApiClient
 from controllers import deployment_util as du
 from controllers.manager import ManagerOptions
 from controllers.podutil import is_active, is_ready
-from controllers.testing import eventually, mark_pod_ready, running_manager
+from controllers.testing import RolloutChecker, eventually, mark_pod_ready, running_manager
 
 pytestmark = pytest.mark.etcd
 
@@ -117,49 +117,6 @@ async def test_replicaset_scale_up_and_down(client: ApiClient, namespace: str, m
     await eventually(lambda: status_ready(1))
     await asyncio.sleep(0.3)
     assert len(await pods_of(client, namespace, "fe")) == 1  # no overshoot after settling
-
-
-class RolloutChecker:
-    """Watches pods and proves the rolling-update bounds at every event: active pods never exceed
-    replicas + maxSurge, ready pods never drop below replicas - maxUnavailable once the rollout started.
-    Plays the kubelet too: each new pod is marked Ready (via pods/status) shortly after it appears."""
-
-    def __init__(self, client: ApiClient, namespace: str, app: str) -> None:
-        self.client, self.namespace, self.app = client, namespace, app
-        self.pods: dict[str, dict[str, Any]] = {}
-        self.max_active = 0
-        self.min_ready = 10**9
-        self.tracking_ready = False
-        self.helpers: set[asyncio.Task[None]] = set()  # the 'kubelet' updates in flight
-
-    def record(self) -> None:
-        active = [p for p in self.pods.values() if is_active(p)]
-        self.max_active = max(self.max_active, len(active))
-        if self.tracking_ready:
-            self.min_ready = min(self.min_ready, sum(1 for p in active if is_ready(p)))
-
-    async def run(self, rv: str) -> None:
-        async for event in self.client.watch("pods", namespace=self.namespace, resource_version=rv,
-                                             label_selector=f"app={self.app}"):
-            obj = event["object"]
-            if event["type"] == "DELETED":
-                self.pods.pop(obj["metadata"]["name"], None)
-            elif event["type"] in ("ADDED", "MODIFIED"):
-                self.pods[obj["metadata"]["name"]] = obj
-                if event["type"] == "ADDED" and is_active(obj):
-                    asyncio.get_running_loop().call_later(0.05, self._ready_later, obj)
-            self.record()
-
-    def _ready_later(self, pod: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._make_ready(pod))
-        self.helpers.add(task)
-        task.add_done_callback(self.helpers.discard)
-
-    async def _make_ready(self, pod: dict[str, Any]) -> None:
-        try:
-            await mark_pod_ready(self.client, pod)
-        except Exception:  # deleted meanwhile
-            return
 
 
 async def test_rolling_update_respects_surge_and_unavailability(client: ApiClient, namespace: str,
