@@ -66,7 +66,8 @@ def _cmd_image_import(args: argparse.Namespace) -> int:
         print(f"no cluster with nodes recorded in {args.data_dir}", file=sys.stderr)
         return 1
     for node in state.nodes:
-        import_image(node.containerd_socket, args.file, base_name=args.base_name)
+        base_name = args.base_name or "localhost/" + os.path.basename(args.file).split(".")[0]
+        import_image(node.containerd_socket, args.file, base_name=base_name)
         print(f"imported {args.file} into {node.name}")
     return 0
 
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     image_sub = p.add_subparsers(dest="image_command", required=True)
     p = image_sub.add_parser("import", help="import an OCI or docker image archive into every node")
     p.add_argument("file")
-    p.add_argument("--base-name", default=None, help="image name for an OCI archive without one")
+    p.add_argument("--base-name", default=None,
+                   help="name for an archive without one (default: localhost/<file name>)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     p.set_defaults(func=_cmd_image_import)
     return parser

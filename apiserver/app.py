@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from aiokube.api.errors import ApiError, status_for
 from apiserver.config import Config
 from apiserver.handlers.common import json_response, storage_errors
+from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.handlers.state import ServerState, load_schemas
 from apiserver.metrics import Metrics
 from apiserver.registry import Registry
@@ -63,12 +64,16 @@ class ApiServerApp:
     async def startup(self) -> None:
         storage = await self._storage_factory()
         registry = Registry(storage, self.config.etcd_prefix)
-        self.state = ServerState(config=self.config, registry=registry, metrics=Metrics(), schemas=load_schemas())
+        namespaces = NamespaceLifecycle(registry.handle("namespaces"))
+        self.state = ServerState(config=self.config, registry=registry, metrics=Metrics(), schemas=load_schemas(),
+                                 namespaces=namespaces)
         await self._ensure_system_namespaces()
+        await namespaces.start()
         log.info("apiserver ready: etcd %s prefix %s", ",".join(self.config.etcd_servers), self.config.etcd_prefix)
 
     async def shutdown(self) -> None:
         if self.state is not None:
+            await self.state.namespaces.stop()
             await self.state.registry.stop()
             await self.state.registry.storage.close()
 

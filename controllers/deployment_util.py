@@ -101,14 +101,26 @@ def compute_hash(template: Obj, collision_count: int | None) -> str:
     Kubernetes hashes Go's printed struct; we hash canonical JSON (sorted keys), so hashes are stable across
     processes and releases of this project but not equal to Kubernetes' own.
     """
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(go_normalized(template), sort_keys=True, separators=(",", ":")).encode()
     if collision_count is not None:
         data += struct.pack("<I", collision_count & 0xFFFFFFFF)
     return "".join(_SAFE_ALPHABET[ord(ch) % len(_SAFE_ALPHABET)] for ch in str(_fnv32a(data)))
 
 
+def go_normalized(value: Any) -> Any:
+    """`value` without null, {} and [] members: Kubernetes decodes templates into Go structs where those are
+    the same as absent, and kubectl sends them (`rollout undo` patches in `creationTimestamp: null` and
+    `resources: {}`), so two templates that differ only by them are the same template."""
+    if isinstance(value, dict):
+        out = {k: go_normalized(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [go_normalized(v) for v in value]
+    return value
+
+
 def _without_hash(template: Obj) -> Obj:
-    t = copy.deepcopy(template or {})
+    t = go_normalized(template or {})
     meta = t.setdefault("metadata", {})
     labels = dict(meta.get("labels") or {})
     labels.pop(POD_TEMPLATE_HASH, None)

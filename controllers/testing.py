@@ -317,9 +317,11 @@ class RolloutChecker:
     replicas + maxSurge, ready pods never drop below replicas - maxUnavailable once the rollout started.
     Plays the kubelet too: each new pod is marked Ready (via pods/status) `ready_delay` seconds after it appears."""
 
-    def __init__(self, client: Any, namespace: str, app: str, *, ready_delay: float = 0.05) -> None:
+    def __init__(self, client: Any, namespace: str, app: str, *, ready_delay: float = 0.05,
+                 ready_if: Callable[[Obj], bool] = lambda pod: True) -> None:
         self.client, self.namespace, self.app = client, namespace, app
         self.ready_delay = ready_delay
+        self.ready_if = ready_if  # pods it rejects never get Ready (a crash-looping container, say)
         self.pods: dict[str, dict[str, Any]] = {}
         self.max_active = 0
         self.min_ready = 10**9
@@ -343,7 +345,7 @@ class RolloutChecker:
                     self.pods.pop(obj["metadata"]["name"], None)
                 elif event["type"] in ("ADDED", "MODIFIED"):
                     self.pods[obj["metadata"]["name"]] = obj
-                    if event["type"] == "ADDED" and is_active(obj):
+                    if event["type"] == "ADDED" and is_active(obj) and self.ready_if(obj):
                         asyncio.get_running_loop().call_later(self.ready_delay, self._ready_later, obj)
                 self.record()
 

@@ -87,36 +87,51 @@ def _slice_endpoints(slices: Iterable[Obj], port_name: str, protocol: str) -> tu
     return tuple(seen.values())
 
 
-def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[ServicePort]:
-    """Every proxied port of every Service, with its endpoints; sorted by id."""
-    slices_by_service: dict[tuple[str, str], list[Obj]] = {}
+def slices_by_service(slices: Iterable[Obj]) -> dict[tuple[str, str], list[Obj]]:
+    """EndpointSlices grouped by the (namespace, name) of the Service they belong to."""
+    grouped: dict[tuple[str, str], list[Obj]] = {}
     for endpoint_slice in slices:
         meta = endpoint_slice.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if owner:
-            slices_by_service.setdefault((meta.get("namespace") or "default", owner), []).append(endpoint_slice)
+            grouped.setdefault((meta.get("namespace") or "default", owner), []).append(endpoint_slice)
+    return grouped
+
+
+def ports_of_service(service: Obj, slices: list[Obj]) -> list[ServicePort]:
+    """The proxied ports of one Service, with endpoints from its EndpointSlices (empty if not proxied)."""
+    if not _is_proxied(service):
+        return []
+    meta, spec = service.get("metadata") or {}, service.get("spec") or {}
+    namespace, name = meta.get("namespace") or "default", meta.get("name", "")
+    affinity = None
+    if spec.get("sessionAffinity") == "ClientIP":
+        affinity = int(((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+                       .get("timeoutSeconds") or 10800)
+    has_node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
+    result: list[ServicePort] = []
+    for port in spec.get("ports") or []:
+        protocol = port.get("protocol", "TCP")
+        if protocol not in PROTOCOLS or not port.get("port"):
+            continue
+        port_name = port.get("name") or ""
+        result.append(ServicePort(
+            namespace=namespace, name=name, port_name=port_name, protocol=PROTOCOLS[protocol],
+            cluster_ip=spec["clusterIP"], port=int(port["port"]),
+            node_port=int(port["nodePort"]) if has_node_ports and port.get("nodePort") else None,
+            affinity_timeout=affinity,
+            external_local=has_node_ports and spec.get("externalTrafficPolicy") == "Local",
+            internal_local=spec.get("internalTrafficPolicy") == "Local",
+            endpoints=_slice_endpoints(slices, port_name, protocol)))
+    return result
+
+
+def service_ports(services: Iterable[Obj], slices: Iterable[Obj]) -> list[ServicePort]:
+    """Every proxied port of every Service, with its endpoints; sorted by id."""
+    grouped = slices_by_service(slices)
     result: list[ServicePort] = []
     for service in services:
-        if not _is_proxied(service):
-            continue
-        meta, spec = service.get("metadata") or {}, service.get("spec") or {}
-        namespace, name = meta.get("namespace") or "default", meta.get("name", "")
-        affinity = None
-        if spec.get("sessionAffinity") == "ClientIP":
-            affinity = int(((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
-                           .get("timeoutSeconds") or 10800)
-        has_node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
-        for port in spec.get("ports") or []:
-            protocol = port.get("protocol", "TCP")
-            if protocol not in PROTOCOLS or not port.get("port"):
-                continue
-            port_name = port.get("name") or ""
-            result.append(ServicePort(
-                namespace=namespace, name=name, port_name=port_name, protocol=PROTOCOLS[protocol],
-                cluster_ip=spec["clusterIP"], port=int(port["port"]),
-                node_port=int(port["nodePort"]) if has_node_ports and port.get("nodePort") else None,
-                affinity_timeout=affinity,
-                external_local=has_node_ports and spec.get("externalTrafficPolicy") == "Local",
-                internal_local=spec.get("internalTrafficPolicy") == "Local",
-                endpoints=_slice_endpoints(slices_by_service.get((namespace, name), []), port_name, protocol)))
+        meta = service.get("metadata") or {}
+        result += ports_of_service(service, grouped.get((meta.get("namespace") or "default", meta.get("name", "")),
+                                                        []))
     return sorted(result, key=lambda p: p.id)

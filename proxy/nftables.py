@@ -119,35 +119,57 @@ def _endpoint_rules(port: ServicePort, endpoint: Endpoint) -> list[str]:
     return rules
 
 
+@dataclass(frozen=True)
+class _PortRules:
+    chains: tuple[tuple[str, tuple[str, ...]], ...]
+    affinity_sets: tuple[tuple[str, int], ...]
+    map_elements: tuple[tuple[str, str], ...]  # (map name, element)
+
+
+@functools.lru_cache(maxsize=1 << 14)  # an unchanged Service port (same endpoints) is not rebuilt on each sync
+def _port_rules(port: ServicePort, node_name: str) -> _PortRules:
+    chains: dict[str, list[str]] = {}
+    affinity_sets: dict[str, int] = {}
+    elements: list[tuple[str, str]] = []
+    cluster_endpoints = port.usable_endpoints(node_name, local_only=port.internal_local)
+    service_key = f"{port.cluster_ip} . {port.protocol} . {port.port}"
+    wanted = set(cluster_endpoints)
+    if cluster_endpoints:
+        chains[service_chain(port)] = _balance(port, cluster_endpoints)
+        elements.append(("service-ips", f"{service_key} : goto {service_chain(port)}"))
+    else:
+        # internalTrafficPolicy Local without a local endpoint drops; no endpoint at all is refused.
+        verdict = "drop" if port.internal_local and port.endpoints else "goto reject-chain"
+        elements.append(("no-endpoint-services", f"{service_key} : {verdict}"))
+    if port.node_port is not None:
+        node_port_key = f"{port.protocol} . {port.node_port}"
+        external_endpoints = port.usable_endpoints(node_name, local_only=port.external_local)
+        if external_endpoints:
+            rules = [] if port.external_local else ["jump mark-for-masquerade"]
+            chains[external_chain(port)] = rules + _balance(port, external_endpoints)
+            elements.append(("service-nodeports", f"{node_port_key} : goto {external_chain(port)}"))
+            wanted |= set(external_endpoints)
+        else:
+            verdict = "drop" if port.external_local and port.endpoints else "goto reject-chain"
+            elements.append(("no-endpoint-nodeports", f"{node_port_key} : {verdict}"))
+    for endpoint in sorted(wanted, key=lambda e: (e.ip, e.port)):
+        chains[endpoint_chain(port, endpoint)] = _endpoint_rules(port, endpoint)
+        if port.affinity_timeout is not None:
+            affinity_sets[affinity_set(port, endpoint)] = port.affinity_timeout
+    return _PortRules(tuple((name, tuple(rules)) for name, rules in chains.items()),
+                      tuple(affinity_sets.items()), tuple(elements))
+
+
 def build_ruleset(ports: Iterable[ServicePort], node_name: str) -> Ruleset:
     """The whole table for this node."""
     ruleset = Ruleset(chains={name: list(rules) for name, rules in STATIC_RULES.items()})
     for port in ports:
-        cluster_endpoints = port.usable_endpoints(node_name, local_only=port.internal_local)
-        service_key = f"{port.cluster_ip} . {port.protocol} . {port.port}"
-        wanted = set(cluster_endpoints)
-        if cluster_endpoints:
-            ruleset.chains[service_chain(port)] = _balance(port, cluster_endpoints)
-            ruleset.map_elements["service-ips"].append(f"{service_key} : goto {service_chain(port)}")
-        else:
-            # internalTrafficPolicy Local without a local endpoint drops; no endpoint at all is refused.
-            verdict = "drop" if port.internal_local and port.endpoints else "goto reject-chain"
-            ruleset.map_elements["no-endpoint-services"].append(f"{service_key} : {verdict}")
-        if port.node_port is not None:
-            node_port_key = f"{port.protocol} . {port.node_port}"
-            external_endpoints = port.usable_endpoints(node_name, local_only=port.external_local)
-            if external_endpoints:
-                rules = [] if port.external_local else ["jump mark-for-masquerade"]
-                ruleset.chains[external_chain(port)] = rules + _balance(port, external_endpoints)
-                ruleset.map_elements["service-nodeports"].append(f"{node_port_key} : goto {external_chain(port)}")
-                wanted |= set(external_endpoints)
-            else:
-                verdict = "drop" if port.external_local and port.endpoints else "goto reject-chain"
-                ruleset.map_elements["no-endpoint-nodeports"].append(f"{node_port_key} : {verdict}")
-        for endpoint in sorted(wanted, key=lambda e: (e.ip, e.port)):
-            ruleset.chains[endpoint_chain(port, endpoint)] = _endpoint_rules(port, endpoint)
-            if port.affinity_timeout is not None:
-                ruleset.affinity_sets[affinity_set(port, endpoint)] = port.affinity_timeout
+        rules = _port_rules(port, node_name)
+        for name, chain_rules in rules.chains:
+            ruleset.chains[name] = list(chain_rules)
+        ruleset.affinity_sets.update(rules.affinity_sets)
+        for map_name, element in rules.map_elements:
+            ruleset.map_elements[map_name].append(element)
     return ruleset
 
 

@@ -13,7 +13,7 @@ import time
 
 from aiokube.api.types import Obj
 from aiokube.client import ApiClient, Informer
-from proxy.model import service_ports
+from proxy.model import ServicePort, ports_of_service, slices_by_service
 from proxy.nft_applier import NftApplier
 from proxy.nftables import build_ruleset
 from proxy.routes import RouteSyncer, desired_routes
@@ -42,6 +42,8 @@ class Proxier:
         self.syncs = 0
         self.last_sync_seconds = 0.0
         self.synced = asyncio.Event()  # set after the first successful sync
+        # Service key -> (resourceVersions it was computed from, its ports): unchanged Services are not re-parsed.
+        self._ports_cache: dict[str, tuple[tuple[str, ...], list[ServicePort]]] = {}
 
     def _informers(self) -> list[Informer]:
         return [i for i in (self.services, self.slices, self.nodes) if i is not None]
@@ -76,9 +78,28 @@ class Proxier:
                 await asyncio.sleep(RETRY_AFTER_FAILURE)
                 self._dirty.set()
 
+    def _current_ports(self) -> list[ServicePort]:
+        grouped = slices_by_service(self.slices.store.list())
+        cache: dict[str, tuple[tuple[str, ...], list[ServicePort]]] = {}
+        ports: list[ServicePort] = []
+        for service in self.services.store.list():
+            meta = service.get("metadata") or {}
+            namespace, name = meta.get("namespace") or "default", meta.get("name", "")
+            slices = grouped.get((namespace, name), [])
+            signature = (str(meta.get("resourceVersion")), *sorted(
+                f"{(s.get('metadata') or {}).get('name')}@{(s.get('metadata') or {}).get('resourceVersion')}"
+                for s in slices))
+            key = f"{namespace}/{name}"
+            cached = self._ports_cache.get(key)
+            service_ports = cached[1] if cached and cached[0] == signature else ports_of_service(service, slices)
+            cache[key] = (signature, service_ports)
+            ports += service_ports
+        self._ports_cache = cache
+        return ports
+
     async def sync_once(self, *, full: bool = False) -> None:
         started = time.monotonic()
-        ports = service_ports(self.services.store.list(), self.slices.store.list())
+        ports = self._current_ports()
         await self._nft.apply(build_ruleset(ports, self.node_name), full=full)
         if self._routes is not None and self.nodes is not None:
             await self._routes.sync(desired_routes(self.nodes.store.list(), self.node_name))

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 
+from scheduler.http_transport import KeepAliveTransport
 from scheduler.scheduler import Scheduler
 
 log = logging.getLogger("scheduler")
@@ -34,15 +35,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    from aiokube.client import ApiClient, LeaderElector
+    from aiokube.client import ApiClient, LeaderElector, load_kubeconfig
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     lost = False
-    async with (ApiClient.from_kubeconfig(args.kubeconfig) as client,
-                ApiClient.from_kubeconfig(args.kubeconfig) as watch_client):
+    config = load_kubeconfig(args.kubeconfig)
+    # Writes (bindings, status, events) go through the lean keep-alive transport when the server is plain
+    # HTTP; watches keep httpx's streaming transport on a client of their own.
+    write_options = {"transport": KeepAliveTransport()} if config.server.startswith("http://") else {}
+    async with (ApiClient.from_config(config, **write_options) as client,
+                ApiClient.from_config(config) as watch_client):
         scheduler = Scheduler(client, watch_client=watch_client,
                               percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
                               bind_concurrency=args.bind_concurrency)

@@ -36,7 +36,7 @@ def default_plugins(cache: SchedulerCache, weights: dict[str, int] | None = None
         node_ports.new(),
         resources_fit.new(),
         topology_spread.new(),
-        inter_pod_affinity.new(cache.pods_with_anti_affinity),
+        inter_pod_affinity.new(cache),
         balanced_allocation.new(),
     ]
     return PluginSet(plugins=plugins, weights={**DEFAULT_WEIGHTS, **(weights or {})})

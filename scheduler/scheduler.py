@@ -378,7 +378,12 @@ class Scheduler:
                 log.info("caches synced: %d nodes, %d pending pods", self.cache.node_count, len(self.queue))
                 while True:
                     qp = await self.queue.pop()
-                    await self.schedule_one(qp)
+                    try:
+                        await self.schedule_one(qp)
+                    except Exception:  # one bad pod must not stop scheduling for everyone
+                        log.exception("scheduling cycle for %s crashed; retrying it with backoff", qp.key)
+                        self.cache.forget(qp.key)
+                        self.queue.add_backoff(qp)
                     # Let informer events and binding responses in between pods so the cache stays fresh.
                     await asyncio.sleep(0)
         finally:

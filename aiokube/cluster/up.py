@@ -96,7 +96,7 @@ def _python_component(state: ClusterState, module: str, args: list[str]) -> Mana
 
 def _start_node(state: ClusterState, index: int, progress: Progress) -> list[ManagedProcess]:
     from aiokube.node.containerd import ContainerdConfig, start_containerd
-    from aiokube.node.images import build_images, import_image
+    from aiokube.node.images import build_images, import_all
 
     name = f"node-{index}"
     root = os.path.join(state.data_dir, "nodes", name)
@@ -109,8 +109,7 @@ def _start_node(state: ClusterState, index: int, progress: Progress) -> list[Man
     procs = [ManagedProcess(f"containerd-{name}", containerd.pid, _cmdline(containerd.pid),
                             os.path.join(root, "containerd", "containerd.log"))]
     progress("importing images (pause, busybox)")
-    for tar in build_images(os.path.join(state.data_dir, "images")):
-        import_image(containerd.socket, tar)
+    import_all(containerd.socket, build_images(os.path.join(state.data_dir, "images")))
     kubelet = _python_component(state, "kubelet", [
         "--kubeconfig", state.kubeconfig, "--node-name", name, "--containerd-socket", containerd.socket,
         "--root-dir", os.path.join(root, "kubelet"), "--pod-cidr", pod_cidr,

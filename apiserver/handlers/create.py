@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from aiokube.api.errors import ApiError, already_exists
 from aiokube.api.types import Obj
 from apiserver.handlers.common import random_suffix, to_stored
-from apiserver.handlers.namespaces import check_namespace_writable
 from apiserver.handlers.objectmeta import check_identity, check_type, prepare_create_meta, track_managed_fields
 from apiserver.handlers.state import ServerState
 from apiserver.handlers.validation import check_schema, check_strategy
@@ -50,7 +49,7 @@ async def create_object(state: ServerState, handle: ResourceHandle, namespace: s
     check_strategy(handle, obj, None)
     ns = meta.get("namespace") if info.namespaced else None
     if ns:
-        await check_namespace_writable(state, ns)
+        await state.namespaces.check_writable(ns)
     if track_fields:
         obj = track_managed_fields(None, obj, manager=opts.manager, operation="Update", subresource="",
                                    api_version=info.api_version, now=now, schemas=state.schemas)

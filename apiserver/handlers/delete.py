@@ -91,11 +91,14 @@ async def delete_object(state: ServerState, handle: ResourceHandle, namespace: s
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await read_current(handle, namespace, name)
         try:
-            return await _delete_current(handle, current, opts)
+            result = await _delete_current(handle, current, opts)
         except ConflictError:
             continue
         except KeyNotFoundError:
             continue  # gone between our read and our delete: the next read answers 404
+        if info.plural == "namespaces" and result.get("metadata", {}).get("deletionTimestamp"):
+            state.namespaces.note_terminating(name)
+        return result
     raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE)
 
 

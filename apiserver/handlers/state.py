@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from apiserver.config import Config
+from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.metrics import Metrics
 from apiserver.registry import Registry
 from apiserver.schema import SchemaRegistry
@@ -21,3 +22,4 @@ class ServerState:
     registry: Registry
     metrics: Metrics
     schemas: SchemaRegistry
+    namespaces: NamespaceLifecycle

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 
 from aiokube.api.types import Obj
-from scheduler.cache import NodeInfo
+from scheduler.cache import NodeInfo, SchedulerCache
 from scheduler.framework import SKIP, SUCCESS, CycleState, Status
 from scheduler.plugins.selectors import label_selector_matches
 from scheduler.podinfo import PodInfo
@@ -55,31 +55,38 @@ def _all_pods(nodes: Iterable[NodeInfo]) -> Iterable[tuple[NodeInfo, PodInfo]]:
 class InterPodAffinity:
     name = NAME
 
-    def __init__(self, existing_anti_affinity: dict[str, PodInfo] | None = None) -> None:
-        # The cache's index of pods with required anti-affinity, so plain pods skip this plugin entirely.
-        self.existing_anti_affinity = existing_anti_affinity if existing_anti_affinity is not None else {}
+    def __init__(self, cache: SchedulerCache | None = None) -> None:
+        # The cache indexes pods with required anti-affinity, so plain pods skip this plugin entirely and
+        # others visit only those pods, not every pod in the cluster.
+        self.cache = cache or SchedulerCache()
 
     def pre_filter(self, state: CycleState, pod: PodInfo, nodes: Collection[NodeInfo]) -> Status:
         affinity = _terms(pod, "podAffinity", "required")
         anti = _terms(pod, "podAntiAffinity", "required")
-        if not affinity and not anti and not self.existing_anti_affinity:
+        existing = self.cache.pods_with_anti_affinity
+        if not affinity and not anti and not existing:
             return SKIP
         affinity_counts: list[Counter[Domain]] = [Counter() for _ in affinity]
         anti_domains: set[Domain] = set()
         existing_forbidden: set[Domain] = set()
-        for node, other in _all_pods(nodes):
-            if other.key == pod.key:
+        if affinity or anti:
+            for node, other in _all_pods(nodes):
+                if other.key == pod.key:
+                    continue
+                for i, term in enumerate(affinity):
+                    if term_matches(term, pod, other) and (d := _domains(node, term["topologyKey"])):
+                        affinity_counts[i][d] += 1
+                for term in anti:
+                    if term_matches(term, pod, other) and (d := _domains(node, term["topologyKey"])):
+                        anti_domains.add(d)
+        for key, other in existing.items():
+            node_name = self.cache.node_of(key)
+            holder = self.cache.nodes.get(node_name) if node_name else None
+            if holder is None or other.is_terminating or key == pod.key:
                 continue
-            for i, term in enumerate(affinity):
-                if term_matches(term, pod, other) and (d := _domains(node, term["topologyKey"])):
-                    affinity_counts[i][d] += 1
-            for term in anti:
-                if term_matches(term, pod, other) and (d := _domains(node, term["topologyKey"])):
-                    anti_domains.add(d)
-            if other.key in self.existing_anti_affinity:
-                for term in _terms(other, "podAntiAffinity", "required"):
-                    if term_matches(term, other, pod) and (d := _domains(node, term["topologyKey"])):
-                        existing_forbidden.add(d)
+            for term in _terms(other, "podAntiAffinity", "required"):
+                if term_matches(term, other, pod) and (d := _domains(holder, term["topologyKey"])):
+                    existing_forbidden.add(d)
         # The first pod of a group with self-affinity may go anywhere the topology key exists.
         self_affine = bool(affinity) and all(not c for c in affinity_counts) and all(
             term_matches(term, pod, pod) for term in affinity)
@@ -125,5 +132,5 @@ class InterPodAffinity:
         return [(s - low) * 100 // (high - low) for s in scores]
 
 
-def new(existing_anti_affinity: dict[str, PodInfo] | None = None) -> InterPodAffinity:
-    return InterPodAffinity(existing_anti_affinity)
+def new(cache: SchedulerCache | None = None) -> InterPodAffinity:
+    return InterPodAffinity(cache)

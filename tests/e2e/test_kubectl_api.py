@@ -153,7 +153,8 @@ def test_invalid_object_has_a_readable_message(kubectl: Kubectl) -> None:
     result = kubectl("create", "-f", "-", stdin=bad, check=False)
     assert result.returncode != 0
     assert 'The Deployment "web" is invalid' in result.stderr and "spec.replicas" in result.stderr
-    unknown = MANIFEST.split("---\n")[1].replace("data:", "bogus: 1\ndata:").replace("namespace: demo", "namespace: default")
+    unknown = MANIFEST.split("---\n")[1].replace("data:", "bogus: 1\ndata:") \
+        .replace("namespace: demo", "namespace: default")
     result = kubectl("create", "-f", "-", stdin=unknown, check=False)
     assert result.returncode != 0 and 'unknown field "bogus"' in result.stderr
 

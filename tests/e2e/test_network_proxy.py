@@ -25,11 +25,12 @@ from aiokube.cluster import netns
 from aiokube.cluster.kubeconfig import write_kubeconfig
 from tests.support.apiserver import running_apiserver
 
+TOOLS = ("nft", "ip", "nsenter", "curl", "busybox")
 pytestmark = [
     pytest.mark.etcd,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in ("nft", "ip", "nsenter", "curl", "busybox")),
-                       reason="SKIPPED LOUDLY: needs root with nft, ip, nsenter, curl and busybox to build network namespaces"),
+    pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in TOOLS),
+                       reason=f"SKIPPED LOUDLY: needs root and {', '.join(TOOLS)} to build network namespaces"),
 ]
 
 CLUSTER_IP = "10.96.100.10"
@@ -64,7 +65,7 @@ def listeners(network: tuple[netns.NodeNetwork, netns.NodeNetwork], tmp_path: Pa
                  "-h", str(root)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in (8081, 8082):
-            wait_for(lambda p=port: curl(node2, f"http://{node2.node_ip}:{p}/") != "", 10)  # type: ignore[misc]
+            wait_for(lambda p=port: curl(node2, f"http://{node2.node_ip}:{p}/") != "", 10)
         yield
     finally:
         for process in processes:
@@ -153,7 +154,11 @@ def test_cluster_ip_node_port_readiness_and_removal(etcd_url: str, etcd_prefix: 
             assert curl(node1, f"http://{CLUSTER_IP}/") == ""
         finally:
             proxy.terminate()
-            _, stderr = proxy.communicate(timeout=15)
+            try:
+                _, stderr = proxy.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proxy.kill()  # never leave it behind, even when it hangs
+                _, stderr = proxy.communicate()
         assert proxy.returncode == 0, stderr[-3000:]
         assert "table ip aiokube" in nft_list(node1)  # SIGTERM leaves the rules, like kube-proxy
         subprocess.run([sys.executable, "-m", "proxy", "--cleanup", "--netns-exec", node1.netns_path], cwd=REPO,

@@ -140,6 +140,7 @@ async def test_node_registers_with_status_and_lease(node: Node) -> None:
     await eventually(ready, what="node Ready", node=node)
     n = await node.api.get("nodes", node.name)
     status = n["status"]
+    print(json.dumps(n, indent=1))  # shown by pytest only when an assertion below fails
     assert status["nodeInfo"]["kubeletVersion"] == "v1.32.0"
     assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
     assert int(status["capacity"]["cpu"]) >= 1 and status["capacity"]["pods"] == "110"

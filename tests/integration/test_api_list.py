@@ -8,7 +8,8 @@ import pytest
 pytestmark = pytest.mark.etcd
 
 CM = "/api/v1/namespaces/default/configmaps"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+         "application/json")
 
 
 async def _make(api: httpx.AsyncClient, count: int, labels: dict[str, str] | None = None, ns: str = "default") -> None:

@@ -21,17 +21,11 @@ class Events:
     def __init__(self, lines: AsyncIterator[str]) -> None:
         self._lines = lines
 
-    async def next(self, timeout: float = 5.0) -> dict:
+    async def next(self, wait: float = 5.0) -> dict:
         while True:
-            line = await asyncio.wait_for(self._lines.__anext__(), timeout)
+            line = await asyncio.wait_for(self._lines.__anext__(), wait)
             if line.strip():
                 return json.loads(line)
-
-    async def next_non_bookmark(self, timeout: float = 5.0) -> dict:
-        while True:
-            event = await self.next(timeout)
-            if event["type"] != "BOOKMARK":
-                return event
 
 
 @asynccontextmanager
@@ -96,13 +90,13 @@ async def test_selector_transitions(api: httpx.AsyncClient) -> None:
 async def test_bookmarks_and_timeout(api: httpx.AsyncClient) -> None:
     rv = (await api.get(CM)).json()["metadata"]["resourceVersion"]
     async with watching(api, CM, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="2") as events:
-        bookmark = await events.next(timeout=3)
+        bookmark = await events.next(wait=3)
         assert bookmark["type"] == "BOOKMARK"
         assert bookmark["object"]["kind"] == "ConfigMap"
         assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= int(rv)
         with pytest.raises(StopAsyncIteration):  # the server ends the stream at timeoutSeconds
             while True:
-                await events.next(timeout=4)
+                await events.next(wait=4)
 
 
 async def test_compacted_resource_version_gives_410_event(api: httpx.AsyncClient, etcd_url: str) -> None:

@@ -24,7 +24,6 @@ def running_apiserver(etcd_url: str, etcd_prefix: str, **overrides: object) -> I
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, lifespan="on",
                                            log_level="warning", access_log=False, timeout_graceful_shutdown=2,
                                            http="h11"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
     thread = threading.Thread(target=server.run, name=f"apiserver-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -180,7 +181,8 @@ def _kernel_state(script: str) -> object:
 
 @needs_nft
 def test_incremental_diff_reaches_the_same_kernel_state_as_a_full_write() -> None:
-    affinity = {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 30}}}
+    affinity: dict[str, Any] = {"sessionAffinity": "ClientIP",
+                                   "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 30}}}
     before_services = [svc(**affinity), svc("gone", ip="10.96.0.22"), svc("stays", ip="10.96.0.23")]
     before_slices = [slice_("web", ep("10.244.1.5"), ep("10.244.2.5")), slice_("gone", ep("10.244.1.9")),
                      slice_("stays", ep("10.244.1.10"))]

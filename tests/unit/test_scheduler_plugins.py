@@ -191,7 +191,7 @@ def _aff(selector: dict[str, str], key: str) -> Obj:
 
 
 def _inter_pod(cache: SchedulerCache, pod: Obj) -> dict[str, str]:
-    plugin = inter_pod_affinity.new(cache.pods_with_anti_affinity)
+    plugin = inter_pod_affinity.new(cache)
     state = CycleState()
     info = pod_info(pod)
     assert not plugin.pre_filter(state, info, list(cache.nodes.values())).is_skip
@@ -262,3 +262,10 @@ def test_topology_spread_schedule_anyway_scores_emptier_domain_higher() -> None:
     raw = [plugin.score(state, pod, cache.nodes[n]) for n in ("a", "b")]
     normalized = plugin.normalize(state, pod, raw)
     assert normalized[1] > normalized[0]
+
+
+def test_assumed_pods_anti_affinity_counts_before_binding() -> None:
+    cache = cluster([make_node("a"), make_node("b")])
+    cache.assume(pod_info(make_pod("db", labels={"app": "db"}, affinity=_anti({"app": "web"}))), "b")
+    result = _inter_pod(cache, make_pod("web", labels={"app": "web"}))
+    assert result == {"a": "ok", "b": inter_pod_affinity.EXISTING_ANTI_AFFINITY_REASON}

@@ -1,0 +1,246 @@
+"""API server throughput and latency, printed beside raw etcd compare-and-put measured in the same run.
+
+Starts a private etcd and `python -m apiserver` (its own process, as in production), then measures with
+httpx: create/get/list/update at concurrency 1/10/50, create latency at a paced 200 creates/s, and watch
+fan-out (1,000 watchers on one resource, delivery latency of each event to each watcher). Prints figures; no
+pass/fail. Note the load generator is Python too and shares the 2 cores with etcd and the server.
+
+    .venv/bin/python bench/bench_api.py [--duration 3] [--watchers 1000] [--skip-raw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import httpx
+
+from tests.support.etcd import free_port, start_etcd
+
+NS_PATH = "/api/v1/namespaces/default/configmaps"
+PAYLOAD = "x" * 1500  # about the size of the raw bench's 1600-byte values once wrapped in a ConfigMap
+
+
+def summary(label: str, count: int, seconds: float, latencies: list[float]) -> str:
+    if not latencies:
+        return f"{label}: no samples"
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    return f"{label:<28} {count / seconds:>8.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({count} reqs)"
+
+
+async def run_workers(concurrency: int, duration: float,
+                      one: Callable[[int, int], Awaitable[None]]) -> tuple[int, float, list[float]]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+
+    async def worker(w: int) -> int:
+        done = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await one(w, done)
+            latencies.append(time.perf_counter() - started)
+            done += 1
+        return done
+
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return sum(counts), time.perf_counter() - started, latencies
+
+
+async def api_levels(client: httpx.AsyncClient, levels: list[int], duration: float) -> None:
+    for concurrency in levels:
+        run = uuid.uuid4().hex[:6]
+        created: dict[int, list[str]] = {w: [] for w in range(concurrency)}
+
+        async def create(w: int, i: int, run: str = run, created: dict[int, list[str]] = created) -> None:
+            name = f"b-{run}-{w}-{i}"
+            r = await client.post(NS_PATH, json={"metadata": {"name": name}, "data": {"v": PAYLOAD}})
+            if r.status_code != 201:
+                raise RuntimeError(r.text)
+            created[w].append(name)
+
+        print(" ", summary(f"create  c={concurrency}", *await run_workers(concurrency, duration, create)),
+              flush=True)
+
+        async def get(w: int, i: int, created: dict[int, list[str]] = created) -> None:
+            names = created[w] or created[0]
+            r = await client.get(f"{NS_PATH}/{names[i % len(names)]}")
+            if r.status_code != 200:
+                raise RuntimeError(r.text)
+
+        print(" ", summary(f"get     c={concurrency}", *await run_workers(concurrency, duration, get)), flush=True)
+
+        async def list_(w: int, i: int) -> None:
+            r = await client.get(NS_PATH, params={"limit": "100"})
+            if r.status_code != 200:
+                raise RuntimeError(r.text)
+
+        print(" ", summary(f"list100 c={concurrency}", *await run_workers(concurrency, duration, list_)),
+              flush=True)
+        current: dict[int, dict] = {}
+
+        async def update(w: int, i: int, created: dict[int, list[str]] = created,
+                         current: dict[int, dict] = current) -> None:
+            if w not in current:
+                current[w] = (await client.get(f"{NS_PATH}/{created[w][0]}")).json()
+            obj = current[w]
+            obj["data"]["n"] = str(i)
+            r = await client.put(f"{NS_PATH}/{obj['metadata']['name']}", json=obj)
+            if r.status_code != 200:
+                raise RuntimeError(r.text)
+            current[w] = r.json()
+
+        print(" ", summary(f"update  c={concurrency}", *await run_workers(concurrency, duration, update)),
+              flush=True)
+        await client.delete(NS_PATH)
+
+
+async def paced_creates(client: httpx.AsyncClient, rate: float, duration: float) -> None:
+    run = uuid.uuid4().hex[:6]
+    latencies: list[float] = []
+    total = int(rate * duration)
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        r = await client.post(NS_PATH, json={"metadata": {"name": f"p-{run}-{i}"}, "data": {"v": PAYLOAD}})
+        if r.status_code != 201:
+            raise RuntimeError(r.text)
+        latencies.append(time.perf_counter() - started)
+
+    start = time.perf_counter()
+    tasks = []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    print(" ", summary(f"create paced {rate:.0f}/s", total, time.perf_counter() - start, latencies), flush=True)
+    await client.delete(NS_PATH)
+
+
+async def watch_fanout(base: str, watchers: int, events: int) -> None:
+    limits = httpx.Limits(max_connections=watchers + 10, max_keepalive_connections=watchers + 10)
+    async with httpx.AsyncClient(base_url=base, timeout=None, limits=limits) as client:
+        rv = (await client.get(NS_PATH)).json()["metadata"]["resourceVersion"]
+        sent: dict[str, float] = {}
+        delays: list[float] = []
+        ready = 0
+        all_ready = asyncio.Event()
+
+        async def watcher() -> None:
+            nonlocal ready
+            async with client.stream("GET", NS_PATH, params={"watch": "true", "resourceVersion": rv}) as response:
+                ready += 1
+                if ready == watchers:
+                    all_ready.set()
+                seen = 0
+                async for line in response.aiter_lines():
+                    if not line:
+                        continue
+                    arrived = time.perf_counter()
+                    name = line.split('"name":"', 1)[1].split('"', 1)[0]
+                    delays.append(arrived - sent[name])
+                    seen += 1
+                    if seen == events:
+                        return
+
+        tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
+        await asyncio.wait_for(all_ready.wait(), 120)
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient(base_url=base) as writer:
+            for i in range(events):
+                name = f"w-{i}"
+                sent[name] = time.perf_counter()
+                await writer.post(NS_PATH, json={"metadata": {"name": name}})
+                await asyncio.sleep(0.1)
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        ordered = sorted(delays)
+        print(f"  watch fan-out: {watchers} watchers x {events} events: delivery p50 "
+              f"{statistics.median(ordered) * 1000:.1f} ms, p99 {ordered[int(len(ordered) * 0.99)] * 1000:.1f} ms, "
+              f"max {ordered[-1] * 1000:.1f} ms", flush=True)
+
+
+async def raw_etcd(endpoint: str, levels: list[int], duration: float) -> None:
+    try:
+        from bench.bench_etcd_raw import bench as raw_bench
+    except ImportError:
+        print("  (bench/bench_etcd_raw.py not available: raw etcd figures skipped)")
+        return
+    await raw_bench(endpoint, levels, duration, 1600)
+
+
+def start_apiserver(etcd_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", f"/bench-{port}",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("apiserver did not start")
+
+
+async def main_async(args: argparse.Namespace, etcd_url: str, base: str) -> None:
+    levels = [int(x) for x in args.concurrency.split(",")]
+    if not args.skip_raw:
+        await raw_etcd(etcd_url, levels, args.duration)
+    print(f"API server {base} (ConfigMaps with a {len(PAYLOAD)}-byte value, {args.duration:.0f} s per level)")
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        await api_levels(client, levels, args.duration)
+        await paced_creates(client, args.rate, args.duration)
+    if args.watchers:
+        await watch_fanout(base, args.watchers, args.events)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--rate", type=float, default=200.0, help="paced creates per second")
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=10, help="events delivered to every watcher")
+    parser.add_argument("--skip-raw", action="store_true")
+    args = parser.parse_args()
+    etcd = start_etcd()
+    server = None
+    try:
+        server, base = start_apiserver(etcd.url)
+        urlsplit(base)
+        asyncio.run(main_async(args, etcd.url, base))
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        etcd.stop()
+        shutil.rmtree(etcd.data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

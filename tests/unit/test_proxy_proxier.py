@@ -1,0 +1,89 @@
+"""The proxy's sync loop against an in-memory API: informer changes become one rule write after the debounce,
+bursts collapse, a failed write is retried whole, and node routes follow Nodes. nft itself is replaced by a
+recorder here (the kernel side is covered by test_proxy_rules and the e2e test)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aiokube.client import ApiClient
+from aiokube.client.fake_api import FakeApiServer
+from proxy.nftables import Ruleset
+from proxy.proxier import Proxier
+
+
+class RecordingNft:
+    def __init__(self) -> None:
+        self.writes: list[tuple[Ruleset, bool]] = []
+        self.fail = 0
+        self.written = asyncio.Event()
+
+    async def apply(self, ruleset: Ruleset, *, full: bool = False) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("nft failed")
+        self.writes.append((ruleset, full))
+        self.written.set()
+
+
+class RecordingRoutes:
+    def __init__(self) -> None:
+        self.wanted: list[dict[str, str]] = []
+
+    async def sync(self, wanted: dict[str, str]) -> None:
+        self.wanted.append(wanted)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[ApiClient]:
+    async with ApiClient("http://fake", transport=FakeApiServer().transport()) as api_client:
+        yield api_client
+
+
+async def wait_for_writes(nft: RecordingNft, count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(nft.writes) < count:
+            nft.written.clear()
+            await nft.written.wait()
+
+
+def service_ips(ruleset: Ruleset) -> list[str]:
+    return ruleset.map_elements["service-ips"]
+
+
+async def test_changes_are_batched_and_applied(client: ApiClient) -> None:
+    nft, routes = RecordingNft(), RecordingRoutes()
+    proxier = Proxier(client, "n1", nft, routes, debounce=0.05)  # type: ignore[arg-type]
+    task = asyncio.create_task(proxier.run())
+    try:
+        await wait_for_writes(nft, 1)
+        assert service_ips(nft.writes[0][0]) == [] and routes.wanted == [{}]
+        await client.create("services", {"metadata": {"name": "web", "namespace": "default"},
+                                          "spec": {"clusterIP": "10.96.0.5", "ports": [{"name": "http", "port": 80}]}})
+        for i in range(5):  # a burst of slice writes
+            await client.create("endpointslices", {
+                "metadata": {"name": f"web-{i}", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [f"10.244.1.{i + 1}"], "conditions": {"ready": True}}]})
+        await client.create("nodes", {"metadata": {"name": "n2"}, "spec": {"podCIDR": "10.244.2.0/24"},
+                                      "status": {"addresses": [{"type": "InternalIP", "address": "172.30.0.12"}]}})
+        await asyncio.sleep(0.3)
+        last = nft.writes[-1][0]
+        assert len(nft.writes) <= 4  # 7 events, far fewer writes
+        assert len(service_ips(last)) == 1 and "mod 5" in " ".join(
+            rule for chain in last.chains.values() for rule in chain)
+        assert routes.wanted[-1] == {"10.244.2.0/24": "172.30.0.12"}
+
+        nft.fail = 1  # a failed write is retried (NftApplier then rewrites the table whole)
+        await client.delete("services", "web", namespace="default")
+        writes = len(nft.writes)
+        await wait_for_writes(nft, writes + 1)
+        assert service_ips(nft.writes[-1][0]) == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
