@@ -72,6 +72,45 @@ def _cmd_image_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from aiokube.cluster.tokens import create_token_from_kubeconfig, parse_ttl
+
+    try:
+        command = create_token_from_kubeconfig(args.kubeconfig, server=args.server, ca_file=args.ca_cert,
+                                               ttl=parse_ttl(args.ttl))
+    except ValueError as e:
+        print(f"aiokube token create: {e}", file=sys.stderr)
+        return 1
+    print(command)
+    return 0
+
+
+def _cmd_join(args: argparse.Namespace) -> int:
+    from aiokube.cluster.join import JoinError, JoinOptions, join
+
+    options = JoinOptions(server=args.server, token=args.token, ca_cert_hash=args.ca_cert_hash,
+                          node_name=args.node_name, data_dir=args.data_dir, node_ip=args.node_ip,
+                          pod_cidr=args.pod_cidr, start_services=not args.no_start, import_images=not args.no_images,
+                          systemd=args.systemd, unit_dir=args.unit_dir, timeout=args.timeout,
+                          token_discovery=args.token_discovery)
+    try:
+        result = join(options, progress=lambda m: print(f"• {m}", flush=True))
+    except JoinError as e:
+        print(f"aiokube join failed: {e}", file=sys.stderr)
+        return 1
+    print(f"\nThis machine joined the cluster as node {result.node_name} ({result.node_ip}, pods {result.pod_cidr}).")
+    print("  on the control plane: kubectl get nodes")
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from aiokube.cluster.join import stop_services
+
+    count = stop_services(args.data_dir, progress=lambda m: print(f"• {m}", flush=True))
+    print(f"stopped {count} node process(es) started from {args.data_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiokube", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +139,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name for an archive without one (default: localhost/<file name>)")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     p.set_defaults(func=_cmd_image_import)
+
+    p = sub.add_parser("token", help="bootstrap tokens for joining nodes")
+    token_sub = p.add_subparsers(dest="token_command", required=True)
+    p = token_sub.add_parser("create", help="create a bootstrap token and print the `aiokube join` command")
+    p.add_argument("--ttl", default="24h", help="lifetime, e.g. 24h, 30m; 0 = never expires (default 24h)")
+    p.add_argument("--kubeconfig", default=None, help="admin kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--server", default=None, help="address workers reach the API server at, https://HOST:6443 "
+                                                  "(default: the kubeconfig's)")
+    p.add_argument("--ca-cert", default=None, help="cluster CA file (default: the kubeconfig's CA)")
+    p.set_defaults(func=_cmd_token_create)
+
+    p = sub.add_parser("join", help="join this machine to a cluster as a node (bootstrap token + CA hash)")
+    p.add_argument("--server", required=True, help="https://HOST:6443")
+    p.add_argument("--token", required=True, help="bootstrap token <id>.<secret>")
+    p.add_argument("--ca-cert-hash", required=True, help="sha256:<hex> of the cluster CA's public key")
+    p.add_argument("--node-name", default=os.uname().nodename.lower())
+    p.add_argument("--data-dir", default="/var/lib/aiokube")
+    p.add_argument("--node-ip", default=None, help="default: the address used to reach the API server")
+    p.add_argument("--pod-cidr", default=None, help="default: 10.244.<last octet of the node IP>.0/24")
+    p.add_argument("--systemd", action="store_true", help="write systemd units instead of starting processes")
+    p.add_argument("--unit-dir", default="/etc/systemd/system")
+    p.add_argument("--no-start", action="store_true", help="only get the credentials; start nothing")
+    p.add_argument("--no-images", action="store_true", help="do not import the built-in pause/busybox images")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the certificate")
+    p.add_argument("--token-discovery", action="store_true",
+                   help="if the server refuses anonymous reads of cluster-info, read it with the token before the "
+                        "server is verified (the CA is still pinned by its hash)")
+    p.set_defaults(func=_cmd_join)
+
+    p = sub.add_parser("reset", help="stop the node services `aiokube join` started")
+    p.add_argument("--data-dir", default="/var/lib/aiokube")
+    p.set_defaults(func=_cmd_reset)
     return parser
 
 

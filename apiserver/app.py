@@ -18,7 +18,7 @@ from apiserver.config import Config
 from apiserver.handlers.common import json_response, storage_errors
 from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.handlers.state import ServerState, load_schemas
-from apiserver.metrics import Metrics
+from apiserver.metrics import InstrumentedStorage, Metrics
 from apiserver.registry import Registry
 from apiserver.routes import discovery, openapi, system
 from apiserver.routes.resources import Target, resolve, serve
@@ -62,10 +62,11 @@ class ApiServerApp:
 
     # --- lifespan ----------------------------------------------------------------------------------------
     async def startup(self) -> None:
-        storage = await self._storage_factory()
+        metrics = Metrics()
+        storage = InstrumentedStorage(await self._storage_factory(), metrics)
         registry = Registry(storage, self.config.etcd_prefix)
         namespaces = NamespaceLifecycle(registry.handle("namespaces"))
-        self.state = ServerState(config=self.config, registry=registry, metrics=Metrics(), schemas=load_schemas(),
+        self.state = ServerState(config=self.config, registry=registry, metrics=metrics, schemas=load_schemas(),
                                  namespaces=namespaces)
         await self._ensure_system_namespaces()
         await namespaces.start()

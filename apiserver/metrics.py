@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from apiserver.storage.interface import KeyValue, ListResult, Storage, WatchEvent
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -32,13 +33,66 @@ class Metrics:
         self.requests.labels(verb, group, resource, subresource, str(code)).inc()
         self.latency.labels(verb, group, resource, subresource).observe(seconds)
 
-    @asynccontextmanager
-    async def etcd_call(self, operation: str, resource: str) -> AsyncIterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.etcd_latency.labels(operation, resource).observe(time.perf_counter() - start)
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class InstrumentedStorage:
+    """A Storage that records each call's latency in `etcd_request_duration_seconds` (by operation)."""
+
+    def __init__(self, inner: Storage, metrics: Metrics) -> None:
+        self._inner = inner
+        self._observe = {op: metrics.etcd_latency.labels(op, "all").observe
+                         for op in ("get", "list", "create", "update", "delete", "current_revision")}
+
+    async def get(self, key: str) -> KeyValue | None:
+        started = time.perf_counter()
+        try:
+            return await self._inner.get(key)
+        finally:
+            self._observe["get"](time.perf_counter() - started)
+
+    async def list(self, prefix: str, *, limit: int = 0, start_after: str | None = None,
+                   revision: int | None = None) -> ListResult:
+        started = time.perf_counter()
+        try:
+            return await self._inner.list(prefix, limit=limit, start_after=start_after, revision=revision)
+        finally:
+            self._observe["list"](time.perf_counter() - started)
+
+    async def create(self, key: str, value: bytes) -> int:
+        started = time.perf_counter()
+        try:
+            return await self._inner.create(key, value)
+        finally:
+            self._observe["create"](time.perf_counter() - started)
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> int:
+        started = time.perf_counter()
+        try:
+            return await self._inner.update(key, value, expected_revision=expected_revision)
+        finally:
+            self._observe["update"](time.perf_counter() - started)
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> tuple[KeyValue, int]:
+        started = time.perf_counter()
+        try:
+            return await self._inner.delete(key, expected_revision=expected_revision)
+        finally:
+            self._observe["delete"](time.perf_counter() - started)
+
+    def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[WatchEvent]:
+        return self._inner.watch(prefix, start_revision=start_revision)
+
+    async def current_revision(self) -> int:
+        started = time.perf_counter()
+        try:
+            return await self._inner.current_revision()
+        finally:
+            self._observe["current_revision"](time.perf_counter() - started)
+
+    async def compact(self, revision: int) -> None:
+        await self._inner.compact(revision)
+
+    async def close(self) -> None:
+        await self._inner.close()

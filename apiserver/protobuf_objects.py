@@ -50,7 +50,8 @@ CRONJOB_SPEC: Schema = {1: ("schedule", "str", None), 3: ("concurrencyPolicy", "
 
 TOP_LEVEL: dict[tuple[str, str], Schema] = {
     ("v1", "Namespace"): {1: ("metadata", "msg", OBJECT_META),
-                          2: ("spec", "msg", {1: ("finalizers", "str[]", None)})},
+                          2: ("spec", "msg", {1: ("finalizers", "str[]", None)}),
+                          3: ("status", "skip-empty", None)},
     ("v1", "ConfigMap"): {1: ("metadata", "msg", OBJECT_META), 2: ("data", "map", None),
                           3: ("binaryData", "bmap", None), 4: ("immutable", "bool", None)},
     ("v1", "Secret"): {1: ("metadata", "msg", OBJECT_META), 2: ("data", "bmap", None), 3: ("type", "str", None),
@@ -78,6 +79,16 @@ def _map_entry(entry: bytes) -> tuple[str, bytes]:
     return key, val
 
 
+def _all_zero(value: bytes | int) -> bool:
+    """A Go zero value (e.g. an empty status, a zero Time), possibly with every field written out."""
+    if isinstance(value, int) or not value:
+        return not value
+    try:
+        return all(_all_zero(v) for _, _, v in protobuf_fields(value))
+    except Exception:  # not a message: non-empty bytes
+        return False
+
+
 def _message(data: bytes, schema: Schema) -> Obj:
     out: Obj = {}
     for number, _, value in protobuf_fields(data):
@@ -88,7 +99,7 @@ def _message(data: bytes, schema: Schema) -> Obj:
             raise _Unknown(number)
         name, kind, sub = schema[number]
         if kind == "skip-empty":
-            if value:
+            if not _all_zero(value):
                 raise _Unknown(number)
         elif kind == "str" and isinstance(value, bytes):
             out[name] = value.decode()

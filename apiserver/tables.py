@@ -13,8 +13,9 @@ INCLUDE_OBJECT = ("None", "Metadata", "Object")
 
 
 def wants_table(accept: str | None) -> bool:
-    """True when the client's first acceptable representation is a meta.k8s.io Table."""
-    if not accept or "as=Table" not in accept:
+    """True when the client's first acceptable representation is a meta.k8s.io Table; other `as=` forms
+    (PartialObjectMetadata) are not served, so asking only for them is a 406."""
+    if not accept or "as=" not in accept:
         return False
     for clause in accept.split(","):
         params = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in clause.split(";")[1:])}

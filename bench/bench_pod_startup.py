@@ -155,10 +155,10 @@ async def wait_node_ready(api: ApiClient, node_name: str, agent: subprocess.Pope
 
 def wait_runtime_empty(socket: str) -> None:
     """Until the agent has removed every sandbox of the previous round (sync: between measured phases)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        out = subprocess.run(["ctr", "-a", socket, "-n", "k8s.io", "tasks", "ls", "-q"], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(["ctr", "-a", socket, "-n", "k8s.io", "containers", "ls", "-q"],
+                             capture_output=True, text=True).stdout
         if not out.strip():
             return
         time.sleep(0.2)

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0)
     p.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0)
     p.add_argument("--leader-elect-retry-period", type=parse_duration, default=2.0)
+    p.add_argument("--cluster-signing-cert-file", default=None, help="CA certificate the csrsigning controller uses")
+    p.add_argument("--cluster-signing-key-file", default=None, help="its private key")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -72,6 +74,8 @@ def options_from(args: argparse.Namespace) -> ManagerOptions:
         lease_duration=args.leader_elect_lease_duration,
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
+        cluster_signing_cert_file=args.cluster_signing_cert_file,
+        cluster_signing_key_file=args.cluster_signing_key_file,
     )
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokube.client import Controller, EventRecorder, LeaderElector
+from controllers import events
+from controllers.certificates import csr_approving_factory, csr_signing_factory
 from controllers.deployment import DeploymentReconciler
 from controllers.endpoints import EndpointsReconciler
 from controllers.endpointslice import EndpointSliceReconciler
@@ -52,6 +54,9 @@ class ManagerOptions:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    # The CA the csrsigning controller signs with (kube-controller-manager's flags of the same names).
+    cluster_signing_cert_file: str | None = None
+    cluster_signing_key_file: str | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}_{os.getpid()}")
 
 
@@ -125,6 +130,8 @@ CONTROLLERS: dict[str, Factory] = {
     "endpointslice": _endpointslice,
     "nodelifecycle": _nodelifecycle,
     "nodeipam": _nodeipam,
+    "csrapproving": csr_approving_factory,
+    "csrsigning": csr_signing_factory,
 }
 
 
@@ -174,6 +181,7 @@ class ControllerManager:
                         group.create_task(background())
         finally:
             self.leading.clear()
+            await events.drain(within=2.0)  # Events of the last reconciles are written, not dropped
 
     async def run(self) -> None:
         """Run until cancelled (or, with leader election, until the Lease is lost)."""

@@ -1,11 +1,15 @@
 """What controllers need to know about a Pod: active, ready, available, and which to delete first.
 
-Mirrors k8s.io/kubernetes/pkg/controller (FilterActivePods, IsPodAvailable, ActivePodsWithRanks) without the
-logarithmic scale-down bucketing: plain "newer before older" comparisons are deterministic and testable.
+Mirrors k8s.io/kubernetes/pkg/controller (FilterActivePods, IsPodAvailable, ActivePodsWithRanks) including the
+LogarithmicScaleDown ranking (GA in 1.31): ready times and creation times are compared by the power-of-two bucket
+of their age, and pods in the same bucket by uid, so that a scale-down does not always pick the very newest pods
+(which skews the survivors towards old ones) but a pseudo-random one among similarly young pods.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 from aiokube.api.types import Obj
@@ -67,30 +71,85 @@ def restart_count(pod: Obj) -> int:
                default=0)
 
 
-def deletion_sort_key(pod: Obj, rank: int = 0) -> tuple[Any, ...]:
-    """Sort ascending = delete first (k8s ActivePodsWithRanks.Less, minus log-scale bucketing).
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
-    unscheduled < scheduled; Pending < Unknown < Running; not ready < ready; more pods of the same owner on the
-    same node (higher rank) first; ready for a shorter time first; more restarts first; newer before older.
+
+def deletion_cost(pod: Obj) -> int:
+    """The pod-deletion-cost annotation (lower goes first); 0 when absent or not an int32."""
+    raw = (pod.get("metadata", {}).get("annotations") or {}).get(DELETION_COST)
+    try:
+        value = int(str(raw))
+    except ValueError:
+        return 0
+    return value if -(2**31) <= value < 2**31 else 0
+
+
+def _log_bucket(then: float, now: float) -> int:
+    """floor(log2(age in nanoseconds)), -1 for no age: Kubernetes' logarithmicRankDiff buckets."""
+    age_ns = (now - then) * 1e9
+    return int(math.log2(age_ns)) if age_ns > 0 else -1
+
+
+def _newer_first(t1: float | None, t2: float | None, pod1: Obj, pod2: Obj, now: float | None) -> int:
+    """<0 when pod1 goes first: a missing time first, then the younger (by log bucket when `now` is known)."""
+    if not t1 or not t2:
+        return -1 if not t1 else 1
+    if now is None:
+        return -1 if t1 > t2 else 1
+    diff = _log_bucket(t1, now) - _log_bucket(t2, now)
+    if diff == 0:
+        uid1, uid2 = _uid(pod1), _uid(pod2)
+        return (uid1 > uid2) - (uid1 < uid2)
+    return diff
+
+
+def _uid(pod: Obj) -> str:
+    return str(pod.get("metadata", {}).get("uid") or pod.get("metadata", {}).get("name") or "")
+
+
+def compare_for_deletion(a: tuple[Obj, int], b: tuple[Obj, int], now: float | None = None) -> int:
+    """Kubernetes' ActivePodsWithRanks.Less as a cmp function over (pod, rank); <0 means `a` is deleted first.
+
+    unscheduled < scheduled; Pending < Unknown < Running; not ready < ready; lower pod-deletion-cost first;
+    more pods of the same owner on the same node (higher rank) first; ready for a shorter time first; more
+    restarts first; newer before older. With `now`, the two time comparisons go by logarithmic age bucket.
     """
-    scheduled = 1 if pod.get("spec", {}).get("nodeName") else 0
-    ready = 1 if is_ready(pod) else 0
-    since = ready_since(pod) or 0.0
-    created = parse_time(pod.get("metadata", {}).get("creationTimestamp")) or 0.0
-    return (
-        scheduled,
-        _PHASE_ORDER.get(phase(pod), 0),
-        ready,
-        -rank,
-        -since,  # became ready later = ready for less time = deleted first
-        -restart_count(pod),
-        -created,  # newer first
-        pod.get("metadata", {}).get("name", ""),  # a total order keeps choices deterministic
-    )
+    pod1, rank1 = a
+    pod2, rank2 = b
+    node1, node2 = pod1.get("spec", {}).get("nodeName") or "", pod2.get("spec", {}).get("nodeName") or ""
+    if node1 != node2 and (not node1 or not node2):
+        return -1 if not node1 else 1
+    phase1, phase2 = _PHASE_ORDER.get(phase(pod1), 0), _PHASE_ORDER.get(phase(pod2), 0)
+    if phase1 != phase2:
+        return phase1 - phase2
+    ready1, ready2 = is_ready(pod1), is_ready(pod2)
+    if ready1 != ready2:
+        return -1 if not ready1 else 1
+    cost1, cost2 = deletion_cost(pod1), deletion_cost(pod2)
+    if cost1 != cost2:
+        return -1 if cost1 < cost2 else 1
+    if rank1 != rank2:
+        return -1 if rank1 > rank2 else 1
+    if ready1 and ready2:
+        since1, since2 = ready_since(pod1), ready_since(pod2)
+        if since1 != since2:
+            return _newer_first(since1, since2, pod1, pod2, now)
+    restarts1, restarts2 = restart_count(pod1), restart_count(pod2)
+    if restarts1 != restarts2:
+        return -1 if restarts1 > restarts2 else 1
+    created1 = parse_time(pod1.get("metadata", {}).get("creationTimestamp"))
+    created2 = parse_time(pod2.get("metadata", {}).get("creationTimestamp"))
+    if created1 != created2:
+        return _newer_first(created1, created2, pod1, pod2, now)
+    name1, name2 = pod1.get("metadata", {}).get("name", ""), pod2.get("metadata", {}).get("name", "")
+    return (name1 > name2) - (name1 < name2)  # Kubernetes stops at "equal"; a total order keeps us deterministic
 
 
-def pods_to_delete(pods: list[Obj], count: int) -> list[Obj]:
-    """The `count` pods to delete when scaling down, ranking doubled-up pods (same node) first."""
+def pods_to_delete(pods: list[Obj], count: int, now: float | None = None) -> list[Obj]:
+    """The `count` pods to delete when scaling down, ranking doubled-up pods (same node) first.
+
+    `now` turns on the logarithmic bucketing of ages (the ReplicaSet controller passes its clock).
+    """
     per_node: dict[str, int] = {}
     for pod in pods:
         node = pod.get("spec", {}).get("nodeName") or ""
@@ -100,4 +159,8 @@ def pods_to_delete(pods: list[Obj], count: int) -> list[Obj]:
         node = pod.get("spec", {}).get("nodeName") or ""
         return per_node.get(node, 0) if node else 0
 
-    return sorted(pods, key=lambda p: deletion_sort_key(p, rank(p)))[:count]
+    def compare(a: tuple[Obj, int], b: tuple[Obj, int]) -> int:
+        return compare_for_deletion(a, b, now)
+
+    ranked = [(p, rank(p)) for p in pods]
+    return [pod for pod, _ in sorted(ranked, key=functools.cmp_to_key(compare))[:count]]

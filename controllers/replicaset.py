@@ -249,7 +249,7 @@ class ReplicaSetReconciler:
                 self.expectations.creation_observed(key)  # never coming: don't wait for them
             return error
         if diff > 0:
-            victims = pods_to_delete(pods, min(diff, self.burst_replicas))
+            victims = pods_to_delete(pods, min(diff, self.burst_replicas), now=self.clock())
             self.expectations.expect_deletions(key, [object_key(p) for p in victims])
             results = await asyncio.gather(*(self._delete_pod(key, rs, p) for p in victims))
             errors = [e for e in results if e is not None]

@@ -23,6 +23,8 @@ from kubelet.server import make_app
 
 log = logging.getLogger("kubelet")
 
+SHUTDOWN_DRAIN_SECONDS = 10.0  # pod syncs in flight may finish (a graceful stop is bounded by this, not by grace)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kubelet", description="aiokube node agent")
@@ -86,6 +88,7 @@ async def serve(config: KubeletConfig, kubeconfig: str) -> None:
         log.info("shutting down (pods keep running)")
         if server is not None:
             server.should_exit = True
+        await kubelet.workers.drain(SHUTDOWN_DRAIN_SECONDS)
         main.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main

@@ -17,8 +17,9 @@ ERROR_RETRY_DELAY = 2.0  # seconds before a sync that raised is tried again
 
 
 class PodWorkers:
-    def __init__(self, sync: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, sync: Callable[[str], Awaitable[None]], *, error_retry_delay: float = ERROR_RETRY_DELAY) -> None:
         self._sync = sync
+        self.error_retry_delay = error_retry_delay
         self._dirty: set[str] = set()
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -58,10 +59,21 @@ class PodWorkers:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("sync of pod %s failed; retrying in %.0fs", uid, ERROR_RETRY_DELAY)
-                    self.update_after(uid, ERROR_RETRY_DELAY)
+                    log.exception("sync of pod %s failed; retrying in %.1fs", uid, self.error_retry_delay)
+                    self.update_after(uid, self.error_retry_delay)
         finally:
             self._workers.pop(uid, None)
+
+    async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a cancellation scope
+        """Accept no new work and let syncs in flight finish (a CRI call cut short can leave half-torn-down
+        networking behind), up to `timeout` seconds."""
+        self._closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        workers = list(self._workers.values())
+        if workers:
+            await asyncio.wait(workers, timeout=timeout)
 
     async def close(self) -> None:
         self._closed = True

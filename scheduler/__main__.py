@@ -29,7 +29,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--leader-elect", action="store_true", help="schedule only while holding the Lease")
     parser.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                         help="0 = adaptive (50%% of 100 nodes, falling to 5%%), as in kube-scheduler")
-    parser.add_argument("--bind-concurrency", type=int, default=8)
+    parser.add_argument("--bind-concurrency", type=int, default=32)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # Enough requests in flight to hide API latency at hundreds of pods/s; more only queue inside httpx's pool,
 # whose bookkeeping costs CPU per waiting request.
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 32
 
 
 def binding_for(pod: Obj, node_name: str) -> Obj:

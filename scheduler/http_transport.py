@@ -82,7 +82,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 conn.writer.write(out)
                 await conn.writer.drain()
-                status, response_headers, chunks = 0, [], []
+                status = 0
+                response_headers: list[tuple[bytes, bytes]] = []
+                chunks: list[bytes] = []
                 while True:
                     event = protocol.next_event()
                     if event is h11.NEED_DATA:
@@ -93,7 +95,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                             raise ConnectionResetError("keep-alive connection closed")
                         protocol.receive_data(data)
                     elif isinstance(event, h11.Response):
-                        status, response_headers = event.status_code, event.headers
+                        status, response_headers = event.status_code, list(event.headers)
                     elif isinstance(event, h11.Data):
                         chunks.append(bytes(event.data))
                     elif isinstance(event, h11.EndOfMessage):
@@ -107,7 +109,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             self._checkin(origin, conn)
         else:
             conn.close()
-        return httpx.Response(status, headers=list(response_headers), content=b"".join(chunks),
+        return httpx.Response(status, headers=response_headers, content=b"".join(chunks),
                               request=request)
 
     async def aclose(self) -> None:

@@ -107,6 +107,11 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
                  "clusterrolebinding", False),
+    # certificates.k8s.io/v1
+    ResourceInfo("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+                 "certificatesigningrequest", False, ("csr",),
+                 subresources={"status": ("CertificateSigningRequest", "", "", _STATUS),
+                               "approval": ("CertificateSigningRequest", "", "", _STATUS)}),
 )
 
 _BY_PLURAL: dict[str, ResourceInfo] = {}

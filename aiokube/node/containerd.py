@@ -29,6 +29,9 @@ class ContainerdConfig:
     bridge_name: str = "cni0"
     # Masquerading pod traffic is right for a single node; multi-node host-gw routing keeps source IPs.
     ip_masq: bool = True
+    # Where the CRI streaming server (exec/attach with stdin) listens. Inside a node netns 127.0.0.1 is not
+    # reachable from an agent in the host netns: pass the node's IP there.
+    stream_address: str = "127.0.0.1"
 
     @property
     def socket(self) -> str:
@@ -76,7 +79,7 @@ state = "{d}/state"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{cfg.sandbox_image}"
-  stream_server_address = "127.0.0.1"
+  stream_server_address = "{cfg.stream_address}"
   stream_server_port = "0"
   netns_mounts_under_state_dir = true
   # Required on this machine: without it runc cannot set oom_score_adj (no CAP_SYS_RESOURCE) and every

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiokube.api.errors import ApiError, already_exists
 from aiokube.api.types import Obj
@@ -25,6 +26,7 @@ class WriteOptions:
     manager: str = "unknown"
     force: bool = False
     manager_explicit: bool = False  # fieldManager was given (server-side apply requires it)
+    user: Any = None  # the authenticated requester (apiserver.auth.user.UserInfo), None without authentication
 
 
 async def create_object(state: ServerState, handle: ResourceHandle, namespace: str | None, body: object,
@@ -43,6 +45,7 @@ async def create_object(state: ServerState, handle: ResourceHandle, namespace: s
     strategy = handle.strategy
     strategy.default(obj)
     strategy.prepare_for_create(obj)
+    strategy.stamp_requester(obj, opts.user)
     generated = not meta.get("name")
     if generated:
         meta["name"] = meta["generateName"] + random_suffix()

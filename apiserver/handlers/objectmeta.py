@@ -31,7 +31,10 @@ def check_type(obj: Any, handle: ResourceHandle, *, kind: str | None = None, api
     if got_version and got_version != want_version:
         raise bad_request(f"the API version in the data ({got_version}) does not match the expected API version "
                           f"({want_version})")
-    obj["kind"], obj["apiVersion"] = want_kind, want_version
+    # apiVersion and kind first, as Kubernetes serialises them (the dict is rebuilt in place).
+    rest = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    obj.clear()
+    obj.update(apiVersion=want_version, kind=want_kind, **rest)
     meta = obj.get("metadata")
     if meta is None:
         obj["metadata"] = {}

@@ -9,7 +9,7 @@ import time
 from aiokube.api.errors import conflict, not_found
 from aiokube.api.types import Obj
 from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv, to_stored
-from apiserver.handlers.create import WriteOptions
+from apiserver.handlers.create import WriteOptions, create_object
 from apiserver.handlers.objectmeta import (
     bump_generation,
     carry_system_fields,
@@ -25,6 +25,14 @@ from apiserver.storage.interface import ConflictError, KeyValue
 # A PATCH (or an update without resourceVersion) re-reads and re-applies on a storage conflict, as Kubernetes'
 # GuaranteedUpdate does; a bounded number of attempts keeps a hot object from looping forever.
 MAX_CONFLICT_RETRIES = 16
+
+
+# Kinds whose PUT creates a missing object, as in Kubernetes (their strategies' AllowCreateOnUpdate).
+_CREATE_ON_UPDATE = frozenset({"leases", "endpoints", "events"})
+
+
+def _allows_create_on_update(handle: ResourceHandle) -> bool:
+    return bool(getattr(handle.strategy, "allow_create_on_update", handle.info.plural in _CREATE_ON_UPDATE))
 
 
 def ready_to_go(obj: Obj) -> bool:
@@ -50,6 +58,8 @@ async def commit_update(state: ServerState, handle: ResourceHandle, current: Key
     carry_system_fields(new, old)
     if subresource == "status":
         strategy.prepare_for_status_update(new, old)
+    elif subresource:
+        strategy.prepare_for_subresource_update(subresource, new, old)
     else:
         strategy.prepare_for_update(new, old)
     strategy.default(new)
@@ -79,23 +89,29 @@ async def read_current(handle: ResourceHandle, namespace: str | None, name: str)
 
 
 async def update_object(state: ServerState, handle: ResourceHandle, namespace: str | None, name: str,
-                        body: object, opts: WriteOptions, *, subresource: str = "") -> tuple[Obj, list[str]]:
+                        body: object, opts: WriteOptions, *, subresource: str = "") -> tuple[int, Obj, list[str]]:
+    """PUT: returns (HTTP status, object, warnings); 201 when a kind that allows it was created."""
     info = handle.info
     new = check_type(body, handle)
     check_identity(new, handle, namespace, name)
+    if (not subresource and _allows_create_on_update(handle)
+            and await handle.storage.get(handle.key(namespace, name)) is None):
+        new["metadata"].pop("resourceVersion", None)
+        return (201, *await create_object(state, handle, namespace, new, opts))
     wanted_rv = new["metadata"].get("resourceVersion") or ""
     if wanted_rv:  # optimistic concurrency: a stale resourceVersion is the client's conflict, never retried
         current = await read_current(handle, namespace, name)
         if wanted_rv != str(current.mod_revision):
             raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE)
         try:
-            return await commit_update(state, handle, current, new, opts, subresource=subresource)
+            return (200, *await commit_update(state, handle, current, new, opts, subresource=subresource))
         except ConflictError:
             raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE) from None
     for _attempt in range(MAX_CONFLICT_RETRIES):  # unconditional update: last writer wins
         current = await read_current(handle, namespace, name)
         try:
-            return await commit_update(state, handle, current, copy.deepcopy(new), opts, subresource=subresource)
+            return (200, *await commit_update(state, handle, current, copy.deepcopy(new), opts,
+                                              subresource=subresource))
         except ConflictError:
             continue
     raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE)

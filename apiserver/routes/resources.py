@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -120,7 +121,8 @@ def _write_options(request: Request, body_dry_run: list[str] | None = None) -> W
                         field_validation=field_validation(query),
                         manager=manager_from(request.headers.get("user-agent"), manager),
                         force=go_bool(query.get("force")),
-                        manager_explicit=bool(manager))
+                        manager_explicit=bool(manager),
+                        user=request.scope.get("user"))
 
 
 async def serve(state: ServerState, request: Request, target: Target) -> tuple[str, Response]:
@@ -135,6 +137,9 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
     if verb in ("get", "list", "watch"):
         table = include_object(query.get("includeObject")) if wants_table(accept) else None
         if verb == "watch":
+            if name is not None:  # the legacy /watch/.../{name} form watches one object
+                selector = ",".join(filter(None, [query.get("fieldSelector"), f"metadata.name={name}"]))
+                query = QueryParams({**query, "fieldSelector": selector})
             stream = WatchStream(state, parse_watch(handle, ns, query, table))
             return verb, StreamingResponse(stream.lines(), media_type="application/json",
                                            headers={"Cache-Control": "no-cache"})
@@ -193,5 +198,5 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
         return verb, json_response(await subresources.update_scale(state, handle, ns, name, decoded, opts))
     if sub == "finalize":
         return verb, json_response(await subresources.finalize_namespace(state, handle, name, decoded, opts))
-    obj, warnings = await update_object(state, handle, ns, name, decoded, opts, subresource=sub or "")
-    return verb, json_response(with_type(obj, handle), 200, warnings)
+    code, obj, warnings = await update_object(state, handle, ns, name, decoded, opts, subresource=sub or "")
+    return verb, json_response(with_type(obj, handle), code, warnings)

@@ -43,6 +43,15 @@ class Strategy:
         elif self.has_status_subresource:
             new.pop("status", None)
 
+    def prepare_for_subresource_update(self, subresource: str, new: Obj, old: Obj) -> None:
+        """A write through another updatable subresource (e.g. a CSR's `approval`); by default the same as an
+        update of the main resource."""
+        self.prepare_for_update(new, old)
+
+    def stamp_requester(self, obj: Obj, user: Any) -> None:
+        """Record who created `obj` (an authenticated `UserInfo`, or None without authentication); kinds like
+        CertificateSigningRequest keep the requester in their spec."""
+
     def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
         """A /status write changes only status: everything else comes from the stored object."""
         status = new.get("status")

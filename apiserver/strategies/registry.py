@@ -11,6 +11,7 @@ from apiserver.strategies.base import Strategy
 
 def _classes() -> dict[tuple[str, str], type[Strategy]]:
     # Imported lazily so importing the registry stays cheap and free of import cycles.
+    from apiserver.strategies.certificates import CertificateSigningRequestStrategy
     from apiserver.strategies.configmaps import ConfigMapStrategy
     from apiserver.strategies.cronjobs import CronJobStrategy
     from apiserver.strategies.daemonsets import DaemonSetStrategy
@@ -54,6 +55,7 @@ def _classes() -> dict[tuple[str, str], type[Strategy]]:
         ("rbac.authorization.k8s.io", "ClusterRole"): RoleStrategy,
         ("rbac.authorization.k8s.io", "RoleBinding"): RoleBindingStrategy,
         ("rbac.authorization.k8s.io", "ClusterRoleBinding"): RoleBindingStrategy,
+        ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
     }
 
 

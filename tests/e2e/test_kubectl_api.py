@@ -145,6 +145,16 @@ def test_imperative_creates_use_protobuf(kubectl: Kubectl) -> None:
     assert kubectl("-n", "proto", "get", "cm", "c1", "-o", "jsonpath={.data.k}").stdout == "v"
     assert "secret/s1 created" in kubectl("-n", "proto", "create", "secret", "generic", "s1",
                                           "--from-literal=k=v").stdout
+    assert "created" in kubectl("-n", "proto", "create", "deployment", "d", "--image=nginx", "--replicas=0",
+                                "--port=80", "--", "sleep", "10").stdout
+    spec = kubectl("-n", "proto", "get", "deploy", "d", "-o",
+                   "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].command} "
+                   "{.spec.template.spec.containers[0].ports[0].containerPort}").stdout
+    assert spec == '0 ["sleep","10"] 80'
+    assert "job.batch/j created" in kubectl("-n", "proto", "create", "job", "j", "--image=busybox", "--",
+                                            "echo", "hi").stdout
+    assert kubectl("-n", "proto", "get", "job", "j", "-o", "jsonpath={.spec.template.spec.restartPolicy}").stdout \
+        == "Never"
 
 
 def test_invalid_object_has_a_readable_message(kubectl: Kubectl) -> None:

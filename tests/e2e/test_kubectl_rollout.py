@@ -14,7 +14,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +27,7 @@ pytestmark = [pytest.mark.etcd, pytest.mark.kubectl,
               pytest.mark.skipif(shutil.which("kubectl") is None, reason="NO KUBECTL: these tests need kubectl")]
 
 
+KUBECTL_TIMEOUT = 90.0
 NEVER_READY = "busybox:crashloop"  # the image whose pods the fake kubelet never marks Ready
 
 
@@ -50,16 +50,17 @@ class Kubectl:
                     "KUBECONFIG": write_kubeconfig(str(home / "kubeconfig"), server)}
         self.namespace = namespace
 
-    async def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    async def __call__(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        """Run kubectl; the kubectl flag --timeout (where used) bounds it, this is the backstop."""
         proc = await asyncio.create_subprocess_exec("kubectl", "-n", self.namespace, *args, env=self.env,
                                                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), KUBECTL_TIMEOUT)
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
-    async def ok(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
-        code, out, err = await self(*args, stdin=stdin, timeout=timeout)
+    async def ok(self, *args: str, stdin: str | None = None) -> str:
+        code, out, err = await self(*args, stdin=stdin)
         assert code == 0, f"kubectl {' '.join(args)} exited {code}:\n{out}\n{err}"
         return out
 
@@ -163,8 +164,8 @@ async def test_rollout_lifecycle_with_kubectl(cluster: tuple[Kubectl, ApiClient]
     assert await images(client, ns) == ["busybox:2"] * 6  # still paused
     code, out, _ = await kubectl("rollout", "status", "deployment/web", "--timeout=1s")
     assert code == 1
-    assert last_line(out) == 'Waiting for deployment "web" rollout to finish: 0 out of 6 new replicas have been updated...'
-
+    assert last_line(out) == \
+        'Waiting for deployment "web" rollout to finish: 0 out of 6 new replicas have been updated...'
 
     assert await kubectl.ok("rollout", "resume", "deployment/web") == "deployment.apps/web resumed\n"
     out = await kubectl.ok("rollout", "status", "deployment/web", "--timeout=60s")
@@ -189,9 +190,11 @@ async def test_rollout_status_reports_progress_deadline_exceeded(cluster: tuple[
     kubectl, client = cluster
     await kubectl.ok("apply", "-f", "-", stdin=manifest(2, "busybox:1"))
     await kubectl.ok("rollout", "status", "deployment/web", "--timeout=60s")
-    # A deadline of 1 s and new pods that never get Ready: the Progressing condition turns
-    # ProgressDeadlineExceeded and `rollout status` fails with kubectl's message.
-    await kubectl.ok("patch", "deployment", "web", "-p", '{"spec":{"progressDeadlineSeconds":1}}')
+    # A short deadline and new pods that never get Ready: the Progressing condition turns
+    # ProgressDeadlineExceeded and `rollout status` fails with kubectl's message. (Not 1 s: condition times have
+    # 1 s resolution, so a 1 s deadline can expire before the new ReplicaSet reports its first pod, and that
+    # report counts as progress again — on Kubernetes too.)
+    await kubectl.ok("patch", "deployment", "web", "-p", '{"spec":{"progressDeadlineSeconds":3}}')
     await kubectl.ok("set", "image", "deployment/web", f"busybox={NEVER_READY}")
     code, _, err = await kubectl("rollout", "status", "deployment/web", "--timeout=30s")
     assert code == 1

@@ -247,7 +247,7 @@ async def test_missing_image_reports_err_image_pull(node: Harness) -> None:
 
 
 async def test_never_restarting_pod_succeeds_and_keeps_logs(node: Harness) -> None:
-    node.api.add_pod(pod("once", [{"name": "main", "command": ["sh", "-c", "echo line1; echo line2; echo e >&2"]}],
+    node.api.add_pod(pod("once", [{"name": "main", "command": ["sh", "-c", "echo line1; echo line2; sleep 0.2; echo e >&2"]}],
                          restartPolicy="Never"), node.config.node_name)
     await node.wait_for(lambda: node.status("once").get("phase") == "Succeeded", what="Succeeded")
     term = container_state(node.status("once"), "main")["state"]["terminated"]

@@ -25,7 +25,7 @@ async def test_create_fills_metadata_and_get_returns_it(api: httpx.AsyncClient) 
     assert created.status_code == 201, created.text
     obj = created.json()
     meta = obj["metadata"]
-    assert obj["apiVersion"] == "apps/v1" and obj["kind"] == "Deployment"
+    assert list(obj)[:2] == ["apiVersion", "kind"] and obj["apiVersion"] == "apps/v1" and obj["kind"] == "Deployment"
     assert meta["uid"] and meta["creationTimestamp"].endswith("Z") and meta["generation"] == 1
     assert int(meta["resourceVersion"]) > 0 and meta["namespace"] == "default"
     assert meta["managedFields"][0]["manager"] == "python-httpx"
@@ -195,3 +195,21 @@ async def test_status_subresource(api: httpx.AsyncClient) -> None:
     got["status"]["replicas"] = 6
     assert (await api.put(f"{DEPLOY}/web/status", json=got)).json()["status"]["replicas"] == 6
     assert obj["metadata"]["generation"] == 1
+
+
+async def test_put_creates_kinds_that_allow_it(api: httpx.AsyncClient) -> None:
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "leader"},
+             "spec": {"holderIdentity": "me"}}
+    url = "/apis/coordination.k8s.io/v1/namespaces/default/leases/leader"
+    assert (await api.put(url, json=lease)).status_code == 201
+    assert (await api.put(url, json=lease)).status_code == 200
+    missing_cm = await api.put(f"{CM}/absent", json={"metadata": {"name": "absent"}})
+    assert missing_cm.status_code == 404
+
+
+async def test_unserved_representations_are_refused(api: httpx.AsyncClient) -> None:
+    accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+    response = await api.get(CM, headers={"accept": accept})
+    assert response.status_code == 406 and response.json()["reason"] == "NotAcceptable"
+    fallback = await api.get(CM, headers={"accept": f"{accept},application/json"})
+    assert fallback.status_code == 200 and fallback.json()["kind"] == "ConfigMapList"

@@ -47,6 +47,7 @@ async def test_metrics_count_requests(api: httpx.AsyncClient) -> None:
     text = (await api.get("/metrics")).text
     assert 'apiserver_request_total{code="200",group="",resource="pods",subresource="",verb="list"}' in text
     assert "apiserver_request_duration_seconds_bucket" in text
+    assert 'etcd_request_duration_seconds_count{operation="list",type="all"}' in text
 
 
 async def test_system_namespaces_exist(api: httpx.AsyncClient) -> None:

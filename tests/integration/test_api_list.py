@@ -95,3 +95,16 @@ async def test_tables(api: httpx.AsyncClient) -> None:
     assert full["rows"][0]["object"]["kind"] == "ConfigMap" and len(full["rows"]) == 1
     plain = (await api.get(CM, headers={"accept": "application/json"})).json()
     assert plain["kind"] == "ConfigMapList"
+
+
+async def test_list_at_an_exact_resource_version(api: httpx.AsyncClient) -> None:
+    await _make(api, 1)
+    rv = (await api.get(CM)).json()["metadata"]["resourceVersion"]
+    await api.post(CM, json={"metadata": {"name": "later"}})
+    then = (await api.get(CM, params={"resourceVersion": rv, "resourceVersionMatch": "Exact"})).json()
+    assert [i["metadata"]["name"] for i in then["items"]] == ["cm-00"]
+    assert then["metadata"]["resourceVersion"] == rv
+    now = (await api.get(CM, params={"resourceVersion": rv, "resourceVersionMatch": "NotOlderThan"})).json()
+    assert len(now["items"]) == 2
+    bad = await api.get(CM, params={"resourceVersionMatch": "Exact"})
+    assert bad.status_code == 400

@@ -142,3 +142,25 @@ async def test_many_watchers_see_the_same_ordered_stream(api: httpx.AsyncClient)
         one = [(await w1.next())["object"]["metadata"]["name"] for _ in range(20)]
         two = [(await w2.next())["object"]["metadata"]["name"] for _ in range(20)]
     assert one == two == [f"n{i}" for i in range(20)]
+
+
+async def test_legacy_watch_of_one_object(api: httpx.AsyncClient) -> None:
+    rv = (await api.get(CM)).json()["metadata"]["resourceVersion"]
+    async with api.stream("GET", f"/api/v1/watch/namespaces/default/configmaps/mine?resourceVersion={rv}",
+                          timeout=None) as response:
+        events = Events(response.aiter_lines())
+        await api.post(CM, json={"metadata": {"name": "other"}})
+        await api.post(CM, json={"metadata": {"name": "mine"}})
+        event = await events.next()
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "mine"
+
+
+async def test_send_initial_events_ends_with_a_marked_bookmark(api: httpx.AsyncClient) -> None:
+    await api.post(CM, json={"metadata": {"name": "first"}})
+    async with watching(api, CM, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
+                        allowWatchBookmarks="true") as events:
+        added = await events.next()
+        marker = await events.next()
+    assert added["type"] == "ADDED" and added["object"]["metadata"]["name"] == "first"
+    assert marker["type"] == "BOOKMARK"
+    assert marker["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}

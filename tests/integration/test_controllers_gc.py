@@ -117,3 +117,26 @@ async def test_namespace_deletion_empties_and_removes_it(client: ApiClient, name
     await eventually(lambda: gone(client, "namespaces", namespace, None), within=15)
     for resource in ("pods", "replicasets", "configmaps", "serviceaccounts"):
         assert (await client.list(resource, namespace=namespace))["items"] == []
+
+
+async def test_orphan_deletion_right_after_creating_dependents(client: ApiClient, namespace: str,
+                                                              manager: Any) -> None:
+    """No pause between creating dependents and orphaning their owner: the GC's caches lag behind both writes,
+    which is the window in which orphans used to be lost (never stripped, then collected as dangling)."""
+    for round_ in range(5):
+        owner = await client.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                   "metadata": {"name": f"owner-{round_}"}}, namespace=namespace)
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner["metadata"]["name"],
+               "uid": owner["metadata"]["uid"]}
+        for i in range(3):
+            await client.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": f"dep-{round_}-{i}", "labels": {"round": str(round_)}, "ownerReferences": [ref]}},
+                namespace=namespace)
+        await client.delete("configmaps", owner["metadata"]["name"], namespace=namespace,
+                            propagation_policy="Orphan")
+    for round_ in range(5):
+        await eventually(lambda r=round_: gone(client, "configmaps", f"owner-{r}", namespace))
+    await asyncio.sleep(0.5)  # time for a wrong collection to happen
+    deps = (await client.list("configmaps", namespace=namespace, label_selector="round"))["items"]
+    assert sorted(d["metadata"]["name"] for d in deps) == sorted(f"dep-{r}-{i}" for r in range(5) for i in range(3))
+    assert all(not d["metadata"].get("ownerReferences") for d in deps)

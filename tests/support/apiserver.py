@@ -23,7 +23,7 @@ def running_apiserver(etcd_url: str, etcd_prefix: str, **overrides: object) -> I
     config = replace(Config(etcd_servers=(etcd_url,), etcd_prefix=etcd_prefix, port=port), **overrides)  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, lifespan="on",
                                            log_level="warning", access_log=False, timeout_graceful_shutdown=2,
-                                           http="h11"))
+                                           http="httptools"))
     thread = threading.Thread(target=server.run, name=f"apiserver-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -82,3 +82,24 @@ def test_expectations() -> None:
     assert exp.pending("ns/rs") == (0, 1) and not exp.satisfied("ns/rs")
     now[0] = 301.0
     assert exp.satisfied("ns/rs")  # a lost event must not wedge the controller forever
+
+
+def test_logarithmic_buckets_pick_among_similarly_young_pods_by_uid() -> None:
+    now = 1704067200.0 + 1000  # 2024-01-01T00:16:40Z
+    # ready for 100 s and 110 s share the bucket floor(log2(age ns)) = 36; 900 s is bucket 39.
+    young_a = pod("young-a", node="n1", ready_at="2024-01-01T00:15:00Z")
+    young_b = pod("young-b", node="n2", ready_at="2024-01-01T00:14:50Z")
+    old = pod("old", node="n3", ready_at="2024-01-01T00:01:40Z")
+    young_a["metadata"]["uid"], young_b["metadata"]["uid"], old["metadata"]["uid"] = "u-2", "u-1", "u-0"
+    pods = [old, young_a, young_b]
+    # Without a clock: strictly the most recently ready first. With one: same bucket → lower uid first.
+    assert names(pods_to_delete(pods, 3)) == ["young-a", "young-b", "old"]
+    assert names(pods_to_delete(pods, 3, now=now)) == ["young-b", "young-a", "old"]
+
+
+def test_pod_deletion_cost_goes_before_rank_and_age() -> None:
+    t = "2024-01-01T00:00:00Z"
+    cheap = pod("cheap", node="n1", ready_at=t, created=t)
+    cheap["metadata"]["annotations"] = {"controller.kubernetes.io/pod-deletion-cost": "-5"}
+    twins = [pod("twin-a", node="n2", ready_at=t), pod("twin-b", node="n2", ready_at=t)]
+    assert names(pods_to_delete([*twins, cheap], 1, now=1704067300.0)) == ["cheap"]

@@ -1,0 +1,210 @@
+"""Controller-manager throughput: many Deployments created at once, with the real API server and etcd in the loop.
+
+    .venv/bin/python bench/bench_controllers.py                          # 100 Deployments x 10 replicas
+    .venv/bin/python bench/bench_controllers.py --deployments 20 --replicas 5
+
+Starts a private etcd, `python -m apiserver` and `python -m controllers` (all controllers, leader election on),
+waits until the controllers run (the namespace's default ServiceAccount appears), then creates every
+Deployment at once (32 concurrent creates) and measures, from the first create:
+- the time until every pod object exists (a watch counts them);
+- the time until every Deployment's and ReplicaSet's status is current (observedGeneration = generation and
+  status.replicas = spec.replicas; pods never become Ready here: no node agent runs);
+- the controller-manager's CPU seconds over that span and its peak RSS (VmHWM), both from /proc.
+Figures only, no pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokube.api.errors import ApiError  # noqa: E402
+from aiokube.client import ApiClient  # noqa: E402
+from controllers.testing import write_kubeconfig  # noqa: E402
+from tests.support.etcd import free_port, start_etcd  # noqa: E402
+
+NAMESPACE = "bench"
+CREATE_CONCURRENCY = 32
+POLL_INTERVAL = 0.2
+
+
+def deployment(i: int, replicas: int) -> dict[str, Any]:
+    name = f"web-{i:04d}"
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}
+
+
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the API server exited")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the API server did not become ready")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def create_all(client: ApiClient, bodies: list[dict[str, Any]]) -> None:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await client.create("deployments", queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
+
+
+async def controllers_running(client: ApiClient, manager: subprocess.Popen[bytes]) -> None:
+    """The serviceaccount controller gives the new namespace its `default` account once it runs (and leads)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if manager.poll() is not None:
+            raise RuntimeError("the controller-manager exited")
+        try:
+            await client.get("serviceaccounts", "default", namespace=NAMESPACE)
+            return
+        except ApiError as err:
+            if err.code != 404:
+                raise
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the controller-manager did not start")
+
+
+async def all_pods_exist(client: ApiClient, total: int, rv: str) -> float:
+    seen: set[str] = set()
+    while True:
+        async for event in client.watch("pods", namespace=NAMESPACE, resource_version=rv, allow_bookmarks=True):
+            obj = event["object"]
+            rv = obj["metadata"].get("resourceVersion", rv)
+            if event["type"] == "ADDED":
+                seen.add(obj["metadata"]["name"])
+                if len(seen) >= total:
+                    return time.monotonic()
+
+
+def current(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return (status.get("observedGeneration") == obj["metadata"].get("generation")
+            and status.get("replicas", 0) == obj["spec"].get("replicas"))
+
+
+async def all_status_current(client: ApiClient, deployments: int) -> float:
+    while True:
+        ds = (await client.list("deployments", namespace=NAMESPACE))["items"]
+        rss = (await client.list("replicasets", namespace=NAMESPACE))["items"]
+        if (len(ds) == deployments and len(rss) == deployments and all(map(current, ds))
+                and all(map(current, rss))):
+            return time.monotonic()
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def run(deployments: int, replicas: int, workdir: Path, etcd_url: str, manager_args: list[str]) -> str:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    apiserver = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix",
+                       f"/bench-controllers-{os.getpid()}", "--port", str(port), "--log-level", "warning"],
+                      workdir / "apiserver.log")
+    manager: subprocess.Popen[bytes] | None = None
+    try:
+        wait_ready(url, apiserver)
+        kubeconfig = write_kubeconfig(str(workdir / "kubeconfig"), url)
+        # BENCH_PROFILE=/tmp/cm.prof in the environment runs the controller-manager under cProfile.
+        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+        manager = spawn([sys.executable, *profile, "-m", "controllers", "--kubeconfig", kubeconfig, *manager_args],
+                        workdir / "controller-manager.log")
+        async with ApiClient(server=url) as client:
+            await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": NAMESPACE}})
+            await controllers_running(client, manager)
+            rv = (await client.list("pods", namespace=NAMESPACE))["metadata"]["resourceVersion"]
+            cpu_before, api_cpu_before = proc_cpu_seconds(manager.pid), proc_cpu_seconds(apiserver.pid)
+            started = time.monotonic()
+            pods_task = asyncio.create_task(all_pods_exist(client, deployments * replicas, rv))
+            await create_all(client, [deployment(i, replicas) for i in range(deployments)])
+            created = time.monotonic()
+            pods_done = await pods_task
+            status_done = await all_status_current(client, deployments)
+        cpu = proc_cpu_seconds(manager.pid) - cpu_before
+        api_cpu = proc_cpu_seconds(apiserver.pid) - api_cpu_before
+        rss = proc_peak_rss_mb(manager.pid)
+        return (f"{deployments} Deployments x {replicas} replicas ({deployments * replicas} pods) on "
+                f"{os.cpu_count()} cores\n"
+                f"  all Deployments created          {created - started:7.2f} s\n"
+                f"  every pod object exists           {pods_done - started:7.2f} s "
+                f"({deployments * replicas / (pods_done - started):.0f} pods/s)\n"
+                f"  every Deployment/RS status current {status_done - started:6.2f} s\n"
+                f"  controller-manager CPU            {cpu:7.2f} s   peak RSS {rss:.1f} MiB\n"
+                f"  API server CPU (same span)        {api_cpu:7.2f} s")
+    finally:
+        stop(manager)
+        stop(apiserver)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deployments", type=int, default=100)
+    parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument("--manager-args", default="",
+                        help='extra controller-manager flags, e.g. "--concurrent-syncs 5"')
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-controllers-"))
+    etcd = start_etcd()
+    try:
+        print(await run(args.deployments, args.replicas, workdir, etcd.url, args.manager_args.split()), flush=True)
+    finally:
+        etcd.stop()
+        shutil.rmtree(etcd.data_dir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
