@@ -12,19 +12,10 @@ from aiokube.api import resources
 from aiokube.api.resources import ResourceInfo
 from apiserver.storage.interface import Storage
 from apiserver.strategies.base import Strategy
+from apiserver.strategies.registry import strategy_for
 from apiserver.watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
-
-
-def _strategy_for(info: ResourceInfo) -> Strategy:
-    try:
-        from apiserver.strategies.registry import strategy_for
-
-        return strategy_for(info)
-    except ImportError as exc:  # per-kind strategies still being written: serve with the generic rules
-        log.warning("no strategy for %s (%s): using the generic rules", info.plural, exc)
-        return Strategy(info)
 
 
 class ResourceHandle:
@@ -66,7 +57,7 @@ class Registry:
     def __init__(self, storage: Storage, root: str) -> None:
         self.storage = storage
         self._by_gvr: dict[tuple[str, str, str], ResourceHandle] = {
-            (info.group, info.version, info.plural): ResourceHandle(info, _strategy_for(info), storage, root)
+            (info.group, info.version, info.plural): ResourceHandle(info, strategy_for(info), storage, root)
             for info in resources.RESOURCES
         }
 

@@ -1,7 +1,7 @@
 """Background processes that outlive the CLI: started in their own session, logged to a file, ended by PID.
 
-A recorded PID is only signalled while /proc/PID/cmdline still matches what was started, so a PID reused by an
-unrelated process after a reboot is never touched.
+A recorded PID is only signalled while the kernel's start time of that PID (/proc/PID/stat field 22) is still the
+one recorded at spawn, so a PID reused by an unrelated process is never touched.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ class ManagedProcess:
     pid: int
     argv: list[str]
     log: str
+    start_time: int = 0  # /proc/PID/stat starttime when spawned (clock ticks since boot)
 
     def alive(self) -> bool:
-        try:
-            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
-                cmdline = f.read().split(b"\0")
-        except OSError:
-            return False
-        # A zombie has an empty cmdline: it is gone for our purposes.
-        return bool(cmdline) and cmdline[0].decode(errors="replace") == self.argv[0] and _not_zombie(self.pid)
+        stat = _stat(self.pid)
+        # A zombie is gone for our purposes; a different start time means the PID was reused.
+        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.start_time
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, wait up to `timeout`, then SIGKILL."""
@@ -46,12 +43,19 @@ class ManagedProcess:
             time.sleep(0.05)
 
 
-def _not_zombie(pid: int) -> bool:
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name: [state, ppid, …]; index 19 is starttime."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def adopt(name: str, pid: int, argv: list[str], log: str) -> ManagedProcess:
+    """Record a process started elsewhere (e.g. containerd by aiokube.node) so `down` can stop it."""
+    stat = _stat(pid)
+    return ManagedProcess(name=name, pid=pid, argv=argv, log=log, start_time=int(stat[19]) if stat else -1)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -72,4 +76,4 @@ def spawn(name: str, argv: list[str], log_path: str, *, env: dict[str, str] | No
     with open(log_path, "ab") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env=env, cwd=cwd)
-    return ManagedProcess(name=name, pid=process.pid, argv=argv, log=log_path)
+    return adopt(name, process.pid, argv, log_path)

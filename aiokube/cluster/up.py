@@ -16,7 +16,7 @@ from collections.abc import Callable
 import httpx
 
 from aiokube.cluster.kubeconfig import write_kubeconfig
-from aiokube.cluster.process import ManagedProcess, spawn
+from aiokube.cluster.process import ManagedProcess, adopt, spawn
 from aiokube.cluster.state import ClusterState, NodeState
 
 Progress = Callable[[str], None]
@@ -106,8 +106,7 @@ def _start_node(state: ClusterState, index: int, progress: Progress) -> list[Man
     containerd = start_containerd(ContainerdConfig(root_dir=os.path.join(root, "containerd"), pod_cidr=pod_cidr,
                                                    netns=None, cgroup_prefix=f"aiokube-{name}",
                                                    sandbox_image="localhost/pause:3.9"))
-    procs = [ManagedProcess(f"containerd-{name}", containerd.pid, _cmdline(containerd.pid),
-                            os.path.join(root, "containerd", "containerd.log"))]
+    procs = [adopt(f"containerd-{name}", containerd.pid, ["containerd"], containerd.config.log_path)]
     progress("importing images (pause, busybox)")
     import_all(containerd.socket, build_images(os.path.join(state.data_dir, "images")))
     kubelet = _python_component(state, "kubelet", [
@@ -119,11 +118,6 @@ def _start_node(state: ClusterState, index: int, progress: Progress) -> list[Man
     kubelet.log = os.path.join(state.data_dir, "logs", f"kubelet-{name}.log")
     state.nodes.append(NodeState(name, root, containerd.socket, pod_cidr))
     return [*procs, kubelet]
-
-
-def _cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return [a.decode() for a in f.read().split(b"\0") if a]
 
 
 def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port: int = 2379,
@@ -167,6 +161,10 @@ def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port:
             if not p.alive():
                 raise UpError(f"{p.name} exited during start-up; see {p.log}")
     except BaseException:
+        # Leave nothing half-started behind: stop what this run started (pods first, as `down` does).
         state.save()
+        from aiokube.cluster.down import down
+
+        down(data_dir, progress=lambda _m: None)
         raise
     return state

@@ -142,7 +142,8 @@ def node_ready(client: httpx.Client, name: str) -> bool:
     response = client.get(f"/api/v1/nodes/{name}")
     if response.status_code != 200:
         return False
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (response.json().get("status") or {}).get("conditions", []))
+    conditions = (response.json().get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cluster_id: str, tmp_path) -> None:

@@ -1,5 +1,5 @@
 """Real kubectl (`/usr/bin/kubectl`, 1.32 against our v1.32 server) drives Deployments through the controllers:
-`create deployment`, `rollout status`, `set image`, `rollout history`, `rollout undo`, `rollout pause/resume`,
+`create deployment`, `apply`, `rollout status`, `set image`, `rollout history`, `rollout undo`, `rollout pause/resume`,
 `scale`. Outputs are compared with what kubectl prints against Kubernetes.
 
 Real etcd + API server + the controller-manager (in this process); no node agent: a watcher plays the kubelet
@@ -28,6 +28,17 @@ pytestmark = [pytest.mark.etcd, pytest.mark.kubectl,
 
 
 KUBECTL_TIMEOUT = 90.0
+# What `kubectl create deployment web --image=busybox:1 --replicas=2` generates, sent by client-side apply.
+MANIFEST = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: busybox, image: "busybox:1"}]}
+"""
 NEVER_READY = "busybox:crashloop"  # the image whose pods the fake kubelet never marks Ready
 
 
@@ -81,28 +92,6 @@ async def cluster(server: str, client: ApiClient, tmp_path: Path) -> AsyncIterat
         watcher.cancel()
 
 
-def manifest(replicas: int, image: str) -> str:
-    """What `kubectl create deployment web --image=IMAGE --replicas=N` generates (sent as JSON by apply; the
-    API server cannot decode the protobuf body `create deployment` itself sends — see the report)."""
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  labels: {{app: web}}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-      - name: busybox
-        image: {image}
-"""
-
-
 async def images(client: ApiClient, namespace: str) -> list[str]:
     pods = (await client.list("pods", namespace=namespace, label_selector="app=web"))["items"]
     return sorted(p["spec"]["containers"][0]["image"] for p in pods if is_active(p))
@@ -115,7 +104,8 @@ def last_line(text: str) -> str:
 async def test_rollout_lifecycle_with_kubectl(cluster: tuple[Kubectl, ApiClient]) -> None:
     kubectl, client = cluster
     ns = kubectl.namespace
-    assert await kubectl.ok("apply", "-f", "-", stdin=manifest(4, "busybox:1")) == "deployment.apps/web created\n"
+    assert await kubectl.ok("create", "deployment", "web", "--image=busybox:1", "--replicas=4") == \
+        "deployment.apps/web created\n"
     out = await kubectl.ok("rollout", "status", "deployment/web", "--timeout=60s")
     assert last_line(out) == 'deployment "web" successfully rolled out'
     assert await images(client, ns) == ["busybox:1"] * 4
@@ -188,7 +178,7 @@ async def test_rollout_lifecycle_with_kubectl(cluster: tuple[Kubectl, ApiClient]
 
 async def test_rollout_status_reports_progress_deadline_exceeded(cluster: tuple[Kubectl, ApiClient]) -> None:
     kubectl, client = cluster
-    await kubectl.ok("apply", "-f", "-", stdin=manifest(2, "busybox:1"))
+    await kubectl.ok("apply", "-f", "-", stdin=MANIFEST)
     await kubectl.ok("rollout", "status", "deployment/web", "--timeout=60s")
     # A short deadline and new pods that never get Ready: the Progressing condition turns
     # ProgressDeadlineExceeded and `rollout status` fails with kubectl's message. (Not 1 s: condition times have
