@@ -98,12 +98,28 @@ class ApiServerApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http":  # websockets (exec/attach) arrive with the node agent proxy
-            await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
             return
         request = Request(scope, receive)
         response = await self._dispatch(request)
         await response(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Only pods/exec is served over websockets: bridged to the pod's node agent."""
+        from apiserver.handlers import nodeproxy
+
+        state = self.state
+        path = scope["path"].rstrip("/")
+        try:
+            target = self._resolve(state, path) if state is not None else None
+            if (state is None or target is None or target.handle.info.plural != "pods"
+                    or target.subresource != "exec" or not target.name):
+                raise ApiError(404, "the server could not find the requested resource", "NotFound")
+        except ApiError as error:
+            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+            return
+        await nodeproxy.proxy_exec(state, scope, receive, send, target.namespace or "", target.name)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

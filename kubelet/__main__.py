@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cgroup-prefix", default="aiokube")
     p.add_argument("--server-port", type=int, default=10250, help="0 disables the node HTTP server")
     p.add_argument("--server-address", default="0.0.0.0")
+    p.add_argument("--tls-cert-file", default=None, help="serve the node server over HTTPS with this cert")
+    p.add_argument("--tls-private-key-file", default=None)
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--backoff-base", type=float, default=10.0, help="container restart back-off base (s)")
@@ -54,6 +56,7 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         node_name=args.node_name, containerd_socket=args.containerd_socket, root_dir=args.root_dir,
         node_ip=args.node_ip, pod_cidr=args.pod_cidr, cgroup_prefix=args.cgroup_prefix,
         server_port=args.server_port, server_address=args.server_address,
+        tls_cert_file=args.tls_cert_file, tls_private_key_file=args.tls_private_key_file,
         cluster_dns=[s for s in args.cluster_dns.split(",") if s], cluster_domain=args.cluster_domain,
         backoff_initial=args.backoff_base, backoff_max=args.backoff_max, image_backoff_initial=args.backoff_base,
         pleg_period=args.pleg_period, resync_period=args.resync_period, lease_interval=args.lease_interval,
@@ -80,7 +83,9 @@ async def serve(config: KubeletConfig, kubeconfig: str) -> None:
         server: uvicorn.Server | None = None
         if config.server_port:
             server = _QuietServer(uvicorn.Config(make_app(kubelet), host=config.server_address,
-                                                 port=config.server_port, log_level="warning", lifespan="off"))
+                                                 port=config.server_port, log_level="warning", lifespan="off",
+                                                 ssl_certfile=config.tls_cert_file,
+                                                 ssl_keyfile=config.tls_private_key_file))
             extra.append(server.serve())
         main = asyncio.create_task(kubelet.run(extra=extra))
         stopper = asyncio.create_task(stop.wait())

@@ -24,7 +24,7 @@ from kubelet.events import PodEvents
 from kubelet.image_puller import IMAGE_PULL_BACK_OFF
 from kubelet.node_status import NodeIdentity, NodeStatusReporter, allocatable, capacity, default_node_ip
 from kubelet.pleg import Pleg
-from kubelet.pod_runtime import PodRuntimeManager, _grace
+from kubelet.pod_runtime import PodRuntimeManager, termination_grace
 from kubelet.pod_workers import PodWorkers
 from kubelet.probes import ProbeManager
 from kubelet.runtime_state import PodRuntimeStatus, list_runtime_pods
@@ -144,7 +144,7 @@ class Kubelet:
         """Graceful deletion: preStop + SIGTERM, SIGKILL after the grace period, then remove the API object."""
         uid = pod["metadata"]["uid"]
         self.probes.remove(uid)
-        await self.manager.kill_pod(pod, rt, _grace(pod))
+        await self.manager.kill_pod(pod, rt, termination_grace(pod))
         rt = await self.runtime_pod(uid)
         status = compute_pod_status(self.statuses.with_latest_status(pod), rt, {}, self.probes.view(uid),
                                     host_ip=self.node_ip)

@@ -16,6 +16,8 @@ class KubeletConfig:
     cgroup_prefix: str = "aiokube"
     server_port: int = 10250
     server_address: str = "0.0.0.0"
+    tls_cert_file: str | None = None  # both set: the node server speaks HTTPS
+    tls_private_key_file: str | None = None
     cluster_dns: list[str] = field(default_factory=list)
     cluster_domain: str = "cluster.local"
     # Container restart back-off: 10 s doubling to 5 min (kubelet defaults); tests shrink the base.

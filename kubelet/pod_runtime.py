@@ -63,7 +63,7 @@ class PodRuntimeManager:
         for name in actions.waiting:
             self.events.emit(pod, "Warning", "BackOff",
                              f"Back-off restarting failed container {name} in pod {_pod_ref(pod)}")
-        grace = _grace(pod)
+        grace = termination_grace(pod)
         if actions.kill_pod:
             await self.kill_pod(pod, rt, grace)
         for cid, info in actions.containers_to_kill.items():
@@ -72,10 +72,17 @@ class PodRuntimeManager:
                 log.info("killing %s/%s: %s", _pod_ref(pod), info.name, info.reason)
                 self.events.emit(pod, "Normal", "Killing", info.reason)
                 await self.kill_container(pod, record, grace)
-        if not (actions.create_sandbox or actions.next_init_container or actions.containers_to_start):
+        sources = SourceCache(self.api, pod["metadata"].get("namespace", "default"))
+        starting = bool(actions.create_sandbox or actions.next_init_container or actions.containers_to_start)
+        if not starting:
+            if rt.running_containers:
+                # Refresh configMap/secret/downwardAPI files so running containers see updates (one sync period).
+                try:
+                    await self.volumes.setup(pod, sources)
+                except ContainerConfigError as e:
+                    log.info("refreshing volumes of %s: %s", _pod_ref(pod), e)
             return result
 
-        sources = SourceCache(self.api, pod["metadata"].get("namespace", "default"))
         try:
             volume_paths = await self.volumes.setup(pod, sources)
         except ContainerConfigError as e:
@@ -149,7 +156,7 @@ class PodRuntimeManager:
         post_start = (container.get("lifecycle") or {}).get("postStart")
         if post_start:
             outcome = await run_handler(post_start, runtime=self.runtime, container_id=cid, container=container,
-                                        pod_ip=pod_ip, timeout=float(_grace(pod)))
+                                        pod_ip=pod_ip, timeout=float(termination_grace(pod)))
             if not outcome.success:
                 log.info("postStart hook of %s/%s failed: %s", _pod_ref(pod), name, outcome.message)
                 with contextlib.suppress(CriError):
@@ -183,7 +190,7 @@ class PodRuntimeManager:
 
     async def kill_pod(self, pod: Obj | None, rt: PodRuntimeStatus, grace: int | None = None) -> None:
         """Stop every running container (in parallel, each with the grace period), then the sandboxes."""
-        grace = (_grace(pod) if pod else DEFAULT_GRACE) if grace is None else grace
+        grace = (termination_grace(pod) if pod else DEFAULT_GRACE) if grace is None else grace
         await asyncio.gather(*(self.kill_container(pod, c, grace if pod else c.grace_period)
                                for c in rt.running_containers))
         for sandbox in rt.sandboxes:
@@ -227,7 +234,8 @@ class PodRuntimeManager:
                     await self.runtime.remove_pod_sandbox(sandbox.id)
 
 
-def _grace(pod: Obj) -> int:
+def termination_grace(pod: Obj) -> int:
+    """The grace period in force: the deletion's (shortened by a later DELETE) over the spec's."""
     meta_grace = pod.get("metadata", {}).get("deletionGracePeriodSeconds")
     if meta_grace is not None:
         return int(meta_grace)

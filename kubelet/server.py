@@ -65,6 +65,28 @@ async def _containers(node: NodeView, namespace: str, pod_name: str, container: 
     return history
 
 
+def _log_target(pod: Obj, container: str, history: list[ContainerRecord], previous: bool) -> ContainerRecord | None:
+    """Which container instance's log to read, as the kubelet decides it from the reported status: `previous`
+    is lastState.terminated; otherwise the running/terminated one, or lastState while waiting to restart."""
+    status = pod.get("status", {})
+    entry = next((s for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+                  if s.get("name") == container), None)
+    by_id = {f"containerd://{c.id}": c for c in history}
+    if entry is not None:
+        state, last = entry.get("state") or {}, (entry.get("lastState") or {}).get("terminated") or {}
+        if previous:
+            return by_id.get(last.get("containerID", ""))
+        for key in ("running", "terminated"):
+            if key in state and state[key].get("containerID", entry.get("containerID")) in by_id:
+                return by_id[state[key].get("containerID", entry.get("containerID"))]
+        if last.get("containerID") in by_id:
+            return by_id[last["containerID"]]
+    # No status yet: newest instance, or the one before it for `previous`.
+    if previous:
+        return next(iter(history[1:]), None)
+    return history[0]
+
+
 def _status_frame(exit_code: int, message: str = "") -> bytes:
     if exit_code == 0:
         status: Obj = {"metadata": {}, "status": "Success"}
@@ -92,13 +114,9 @@ def make_app(node: NodeView) -> FastAPI:
         q = request.query_params
         history = await _containers(node, namespace, pod_name, container)
         previous = q.get("previous") in ("true", "1")
-        if previous:
-            target = next((c for c in history[1:]), None)
-            if target is None:
-                raise HTTPException(400, f'previous terminated container "{container}" in pod "{pod_name}" '
-                                         "not found")
-        else:
-            target = history[0]
+        target = _log_target(node.find_pod(namespace, pod_name) or {}, container, history, previous)
+        if target is None:
+            raise HTTPException(400, f'previous terminated container "{container}" in pod "{pod_name}" not found')
         since: dt.datetime | None = None
         if q.get("sinceSeconds"):
             since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(q["sinceSeconds"]))

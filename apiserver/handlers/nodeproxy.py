@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from aiokube.api.errors import ApiError, bad_request, status_for
+from aiokube.api.errors import ApiError, bad_request
 from aiokube.api.types import Obj
 from apiserver.handlers.read import get_object
 from apiserver.handlers.state import ServerState
@@ -162,6 +162,3 @@ async def proxy_exec(state: ServerState, scope: Scope, receive: Receive, send: S
 def exec_over_plain_http() -> ApiError:
     return ApiError(400, "pods/exec needs a websocket upgrade (subprotocol v5.channel.k8s.io or "
                          "v4.channel.k8s.io); SPDY is not supported", "BadRequest")
-
-
-__all__ = ["exec_over_plain_http", "proxy_exec", "proxy_log", "status_for"]

@@ -213,14 +213,3 @@ async def finalize_namespace(state: ServerState, namespaces: ResourceHandle, nam
             continue
         return result
     raise conflict("namespaces", "", name, MODIFIED_MESSAGE)
-
-
-# --- proxied to the node agent ----------------------------------------------------------------------------
-
-
-def node_proxy_not_served(subresource: str, namespace: str, name: str) -> ApiError:
-    """pods/log and pods/exec are answered by the kubelet's server; the proxy to it is added with the node
-    agent (hook: replace this with a call into apiserver/handlers/nodeproxy.py)."""
-    return ApiError(404, f'pods "{name}" {subresource}: not yet served by this API server (the node agent '
-                         f'proxy is not available)', "NotFound",
-                    {"name": name, "kind": "pods", "group": ""})

@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from aiokube.api.errors import ApiError, bad_request
 from apiserver.codec import decode_body
-from apiserver.handlers import subresources
+from apiserver.handlers import nodeproxy, subresources
 from apiserver.handlers.common import go_bool, is_dry_run, json_response, with_type
 from apiserver.handlers.create import WriteOptions, create_object
 from apiserver.handlers.delete import delete_collection, delete_object, parse_delete_options
@@ -149,8 +149,10 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
                 return verb, json_response(to_table(handle, result["items"], mode=table, list_meta=result["metadata"]))
             return verb, json_response(result)
         assert name is not None
-        if sub in ("log", "exec"):
-            raise subresources.node_proxy_not_served(sub, ns or "", name)
+        if sub == "log":
+            return verb, await nodeproxy.proxy_log(state, ns or "", name, query)
+        if sub == "exec":
+            raise nodeproxy.exec_over_plain_http()
         obj = await get_object(handle, ns, name)
         if sub == "scale":
             return verb, json_response(subresources.to_scale(obj))
@@ -188,7 +190,7 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
             return verb, json_response(await subresources.evict_pod(state, handle, ns or "", name, decoded,
                                                                     opts.dry_run), 201)
         if sub == "exec":
-            raise subresources.node_proxy_not_served(sub, ns or "", name or "")
+            raise nodeproxy.exec_over_plain_http()
         if name is not None:
             raise ApiError(405, "POST is not allowed on an object; use PUT or PATCH", "MethodNotAllowed")
         obj, warnings = await create_object(state, handle, ns, decoded, opts)

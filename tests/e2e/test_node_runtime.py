@@ -158,6 +158,12 @@ async def test_crashing_container_reaches_crash_loop_back_off(node: Harness) -> 
     assert main["lastState"]["terminated"]["reason"] == "Error"
     assert "back-off" in main["state"]["waiting"]["message"]
     assert node.status("crash")["phase"] == "Running"
+    from kubelet.server import make_app
+
+    transport = httpx.ASGITransport(app=make_app(node.kubelet))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        previous = await http.get("/containerLogs/default/crash/main", params={"previous": "true"})
+        assert previous.status_code == 200 and previous.text == "boom\n"
 
 
 async def test_init_containers_run_in_order_before_app(node: Harness) -> None:
@@ -247,8 +253,9 @@ async def test_missing_image_reports_err_image_pull(node: Harness) -> None:
 
 
 async def test_never_restarting_pod_succeeds_and_keeps_logs(node: Harness) -> None:
-    node.api.add_pod(pod("once", [{"name": "main", "command": ["sh", "-c", "echo line1; echo line2; sleep 0.2; echo e >&2"]}],
-                         restartPolicy="Never"), node.config.node_name)
+    script = "echo line1; echo line2; sleep 0.2; echo e >&2"
+    node.api.add_pod(pod("once", [{"name": "main", "command": ["sh", "-c", script]}], restartPolicy="Never"),
+                     node.config.node_name)
     await node.wait_for(lambda: node.status("once").get("phase") == "Succeeded", what="Succeeded")
     term = container_state(node.status("once"), "main")["state"]["terminated"]
     assert term["exitCode"] == 0 and term["reason"] == "Completed"
@@ -329,3 +336,26 @@ async def test_events_are_recorded(node: Harness) -> None:
         return {o.get("reason", "") for (res, _, _), o in node.api.objects.items() if res == "events"}
 
     await node.wait_for(lambda: "Started" in reasons(), within=5, what="Started event")
+
+
+async def test_missing_configmap_then_updates_reach_the_volume(node: Harness) -> None:
+    spec = pod("cfg", [{"name": "main", "command": ["sleep", "3600"],
+                        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+               volumes=[{"name": "cfg", "configMap": {"name": "late"}}])
+    node.api.add_pod(spec, node.config.node_name)
+
+    def waiting_reason() -> str:
+        state = container_state(node.status("cfg"), "main").get("state", {})
+        return str(state.get("waiting", {}).get("reason", ""))
+
+    await node.wait_for(lambda: waiting_reason() == "CreateContainerConfigError", what="config error")
+    assert 'configmap "late" not found' in container_state(node.status("cfg"), "main")["state"]["waiting"]["message"]
+    node.api.add("configmaps", {"metadata": {"name": "late", "namespace": "default"}, "data": {"k": "v1"}})
+    await node.wait_for(lambda: running(node, "cfg"), what="Running once the ConfigMap exists")
+    cid = container_state(node.status("cfg"), "main")["containerID"].removeprefix("containerd://")
+    assert (await node.runtime.exec_sync(cid, ["cat", "/cfg/k"], 5)).stdout == b"v1"
+    node.api.add("configmaps", {"metadata": {"name": "late", "namespace": "default"}, "data": {"k": "v2"}})
+    deadline = time.monotonic() + 10
+    while (await node.runtime.exec_sync(cid, ["cat", "/cfg/k"], 5)).stdout != b"v2":
+        assert time.monotonic() < deadline, "the ConfigMap update never reached the volume"
+        await asyncio.sleep(0.2)

@@ -66,13 +66,6 @@ async def test_eviction_deletes_gracefully(api: httpx.AsyncClient) -> None:
     assert (await api.get(f"{PODS}/e")).json()["metadata"]["deletionTimestamp"]
 
 
-async def test_node_proxy_subresources_are_not_served_yet(api: httpx.AsyncClient) -> None:
-    body = {"metadata": {"name": "l"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
-    await api.post(PODS, json=body)
-    log = await api.get(f"{PODS}/l/log")
-    assert log.status_code == 404 and "not yet served" in log.json()["message"]
-
-
 async def test_unknown_paths_and_methods(api: httpx.AsyncClient) -> None:
     assert (await api.get("/api/v1/namespaces/default/nothings")).status_code == 404
     assert (await api.get("/api/v1/pods/x")).status_code == 404  # namespaced object without namespace
