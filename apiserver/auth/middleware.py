@@ -34,6 +34,9 @@ from apiserver.handlers.state import ServerState
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+# Reachable without credentials but still subject to authorization (RBAC decides, as for system:anonymous in
+# Kubernetes): the cluster-info ConfigMap that `aiokube join` reads before it trusts or authenticates anything.
+ANONYMOUS_AUTHORIZED_PATHS = frozenset({"/api/v1/namespaces/kube-public/configmaps/cluster-info"})
 ANONYMOUS = UserInfo("system:anonymous", groups=(UNAUTHENTICATED,))
 AUTHORIZATION_MODES = ("AlwaysAllow", "RBAC")
 
@@ -166,7 +169,7 @@ class AuthMiddleware:
             log.info("unauthorized request from %s: %s", client[0], exc)  # the message never holds the token
             return _status_response(401, "Unauthorized"), ANONYMOUS, receive
         if user is None:
-            if path not in PUBLIC_PATHS:
+            if path not in PUBLIC_PATHS and not (path in ANONYMOUS_AUTHORIZED_PATHS and scope["method"] == "GET"):
                 return _status_response(401, "Unauthorized"), ANONYMOUS, receive
             user = ANONYMOUS
         attrs = request_attributes(scope["method"], path, scope.get("query_string", b""))

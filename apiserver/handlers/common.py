@@ -99,15 +99,12 @@ def with_type(obj: Obj, handle: ResourceHandle) -> Obj:
 
 
 def json_response(obj: object, status: int = 200, warnings: list[str] | None = None) -> Response:
-    headers = None
-    if warnings:
-        # Starlette joins duplicate header names only via raw headers; one Warning header per message.
-        response = Response(orjson.dumps(obj), status_code=status, media_type=JSON)
-        for message in warnings:
-            escaped = message.replace("\\", "\\\\").replace('"', '\\"')
-            response.raw_headers.append((b"warning", f'299 - "{escaped}"'.encode()))
-        return response
-    return Response(orjson.dumps(obj), status_code=status, media_type=JSON, headers=headers)
+    response = Response(orjson.dumps(obj), status_code=status, media_type=JSON)
+    for message in warnings or ():
+        # One `Warning: 299 - "…"` header per message, as Kubernetes sends them (kubectl prints each).
+        escaped = message.replace("\\", "\\\\").replace('"', '\\"')
+        response.raw_headers.append((b"warning", f'299 - "{escaped}"'.encode()))
+    return response
 
 
 def status_success(handle: ResourceHandle, obj: Obj) -> Obj:

@@ -30,16 +30,15 @@ class WriteOptions:
 
 
 async def create_object(state: ServerState, handle: ResourceHandle, namespace: str | None, body: object,
-                        opts: WriteOptions, *, skip_schema: bool = False,
-                        track_fields: bool = True) -> tuple[Obj, list[str]]:
+                        opts: WriteOptions, *, track_fields: bool = True) -> tuple[Obj, list[str]]:
+    """Returns the stored object and the warnings for the response; `track_fields` False when server-side
+    apply has already recorded the managers."""
     obj = check_type(body, handle)
     check_identity(obj, handle, namespace, None)
     meta = obj["metadata"]
     info = handle.info
-    warnings: list[str] = []
-    if not skip_schema:
-        warnings = check_schema(state, obj, group=info.group, version=info.version, kind=info.kind,
-                                name=meta.get("name") or meta.get("generateName", ""), mode=opts.field_validation)
+    warnings = check_schema(state, obj, group=info.group, version=info.version, kind=info.kind,
+                            name=meta.get("name") or meta.get("generateName", ""), mode=opts.field_validation)
     now = time.time()
     prepare_create_meta(obj, handle, now)
     strategy = handle.strategy
