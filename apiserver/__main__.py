@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+from types import FrameType
 
 import uvicorn
 
-from apiserver.app import create_app
+from apiserver.app import ApiServerApp, create_app
 from apiserver.auth.setup import secure, serving_options
 from apiserver.config import parse_args
 
@@ -17,13 +20,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
-    # uvicorn handles SIGTERM/SIGINT: stop accepting, give open requests (watches) a few seconds, then run
-    # the lifespan shutdown that stops the watch caches and closes etcd.
-    server = uvicorn.Server(uvicorn.Config(secure(app, config), host=config.bind_address, port=config.port,
-                                           lifespan="on", log_level=config.log_level, access_log=False,
-                                           timeout_graceful_shutdown=5, **serving_options(config)))
+    # uvicorn handles SIGTERM/SIGINT: stop accepting, wait for open requests (at most a few seconds), then run
+    # the lifespan shutdown that closes etcd. Watches would hold that wait to its end, so the signal first
+    # ends every watch stream (clients re-watch elsewhere, as when a Kubernetes API server restarts).
+    server = _Server(app, uvicorn.Config(secure(app, config), host=config.bind_address, port=config.port,
+                                         lifespan="on", log_level=config.log_level, access_log=False,
+                                         timeout_graceful_shutdown=5, **serving_options(config)))
     server.run()
     return 0
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, app: ApiServerApp, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._app = app
+        self._ending: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._ending is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing is being served yet
+                self._ending = asyncio.get_running_loop().create_task(self._app.end_watches())
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,12 @@ class ApiServerApp:
             await self.state.registry.stop()
             await self.state.registry.storage.close()
 
+    async def end_watches(self) -> None:
+        """Stop the watch caches so every open watch stream ends (used when shutting down)."""
+        if self.state is not None:
+            await self.state.namespaces.stop()
+            await self.state.registry.stop()
+
     async def _ensure_system_namespaces(self) -> None:
         from apiserver.handlers.create import WriteOptions, create_object
 

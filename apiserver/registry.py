@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from aiokube.api import resources
+from aiokube.api.errors import ApiError
 from aiokube.api.resources import ResourceInfo
 from apiserver.storage.interface import Storage
 from apiserver.strategies.base import Strategy
@@ -30,6 +31,7 @@ class ResourceHandle:
         # Encoded watch lines shared by every unfiltered JSON watcher of this resource: (revision, key) -> line
         self.event_lines: dict[tuple[int, str], bytes] = {}
         self._watch_lock = asyncio.Lock()
+        self.closing = False  # set by stop(): no new watches, open ones end
 
     def key(self, namespace: str | None, name: str) -> str:
         return f"{self.root}{namespace}/{name}" if self.info.namespaced else f"{self.root}{name}"
@@ -39,6 +41,9 @@ class ResourceHandle:
         return f"{self.root}{namespace}/" if self.info.namespaced and namespace else self.root
 
     async def watch_cache(self) -> WatchCache:
+        if self.closing:
+            raise ApiError(503, "the API server is shutting down; watch another server or retry",
+                           "ServiceUnavailable")
         if self._watch is None:
             async with self._watch_lock:
                 if self._watch is None:
@@ -48,6 +53,7 @@ class ResourceHandle:
         return self._watch
 
     async def stop(self) -> None:
+        self.closing = True
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None

@@ -109,6 +109,33 @@ async def api_levels(client: httpx.AsyncClient, levels: list[int], duration: flo
         await client.delete(NS_PATH)
 
 
+def _label(labels: str, name: str) -> str:
+    marker = f'{name}="'
+    return labels.split(marker, 1)[1].split('"', 1)[0] if marker in labels else ""
+
+
+async def server_side_means(client: httpx.AsyncClient) -> None:
+    """Mean latency as the server measured it (its /metrics), to tell server cost from load-generator cost."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in (await client.get("/metrics")).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        metric, _, labels = name.partition("{")
+        if metric.startswith("apiserver_request_duration_seconds_") and _label(labels, "resource") == "configmaps" \
+                and not _label(labels, "subresource"):
+            key = _label(labels, "verb")
+        elif metric.startswith("etcd_request_duration_seconds_"):
+            key = "etcd " + _label(labels, "operation")
+        else:
+            continue
+        if metric.endswith("_sum"):
+            sums[key] = float(value)
+        elif metric.endswith("_count"):
+            counts[key] = float(value)
+    means = ", ".join(f"{key} {sums[key] / counts[key] * 1000:.2f} ms" for key in sorted(sums) if counts.get(key))
+    print(f"  server-side means over the run: {means}", flush=True)
+
+
 async def paced_creates(client: httpx.AsyncClient, rate: float, duration: float) -> None:
     run = uuid.uuid4().hex[:6]
     latencies: list[float] = []
@@ -212,6 +239,7 @@ async def main_async(args: argparse.Namespace, etcd_url: str, base: str) -> None
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
         await api_levels(client, levels, args.duration)
         await paced_creates(client, args.rate, args.duration)
+        await server_side_means(client)
     if args.watchers:
         await watch_fanout(base, args.watchers, args.events)
 

@@ -341,8 +341,8 @@ class _DeploymentSync:
                 break
             replicas = du.replicas_of(rs)
             unhealthy = replicas - du.available_of(rs)
-            if replicas == 0 or unhealthy <= 0:
-                continue
+            if replicas == 0 or unhealthy <= 0 or not du.status_observed(rs):
+                continue  # (an unobserved status may count healthy pods as missing: wait for a fresh one)
             count = min(max_cleanup - total, unhealthy)
             await self.scale_rs(rs, replicas - count)
             total += count
@@ -350,7 +350,7 @@ class _DeploymentSync:
 
     async def scale_down_old_rolling(self, all_rss: list[Obj], old_rss: list[Obj]) -> int:
         min_available = du.replicas_of(self.d) - du.max_unavailable(self.d)
-        available = sum(du.available_of(rs) for rs in all_rss)
+        available = sum(du.available_for_scale_down(rs) for rs in all_rss)
         if available <= min_available:
             return 0
         budget = available - min_available

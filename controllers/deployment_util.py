@@ -301,12 +301,26 @@ def rolling_scale_down_budget(d: Obj, all_rss: list[Obj], new_rs: Obj | None) ->
     min_available = desired - max_unavailable(d)
     new_unavailable = 0
     if new_rs is not None:
-        new_unavailable = replicas_of(new_rs) - int(new_rs.get("status", {}).get("availableReplicas") or 0)
+        new_unavailable = replicas_of(new_rs) - available_for_scale_down(new_rs)
     return total_spec_replicas(all_rss) - min_available - new_unavailable
 
 
 def available_of(rs: Obj) -> int:
     return int(rs.get("status", {}).get("availableReplicas") or 0)
+
+
+def status_observed(rs: Obj) -> bool:
+    """The ReplicaSet's status speaks about its current spec (observedGeneration caught up)."""
+    observed = int(rs.get("status", {}).get("observedGeneration") or 0)
+    return observed >= int(rs.get("metadata", {}).get("generation") or 0)
+
+
+def available_for_scale_down(rs: Obj) -> int:
+    """Available replicas a scale-down may rely on. A status that has not observed the latest spec may still
+    count pods that are gone (a ReplicaSet controller killed between deleting pods and reporting it leaves
+    exactly that behind), so it is never trusted beyond what the spec asks for."""
+    available = available_of(rs)
+    return available if status_observed(rs) else min(available, replicas_of(rs))
 
 
 # --- conditions ----------------------------------------------------------------------------------------------

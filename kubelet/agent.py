@@ -19,7 +19,7 @@ from aiokube.client import ApiClient, EventRecorder, Informer
 from kubelet.actions import CRASH_LOOP_BACK_OFF, backoff_key, compute_pod_actions
 from kubelet.backoff import Backoff
 from kubelet.config import KubeletConfig
-from kubelet.cri import RuntimeClient
+from kubelet.cri import CriError, RuntimeClient
 from kubelet.events import PodEvents
 from kubelet.image_puller import IMAGE_PULL_BACK_OFF
 from kubelet.node_status import NodeIdentity, NodeStatusReporter, allocatable, capacity, default_node_ip
@@ -186,8 +186,10 @@ class Kubelet:
     async def _housekeeping_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.housekeeping_period)
-            with contextlib.suppress(Exception):
+            try:
                 await self.housekeeping()
+            except Exception:  # the loop must outlive one bad round; the next one retries
+                log.exception("housekeeping failed")
 
     # --- run ----------------------------------------------------------------------------------------------
     async def run(self, *, extra: list[Any] | None = None) -> None:
@@ -200,8 +202,10 @@ class Kubelet:
             tg.create_task(self.informer.run(), name="pod-informer")
             await self.informer.wait_synced()
             # Adopt first: the first relist records what runs, then every pod syncs against it.
-            with contextlib.suppress(Exception):
+            try:
                 await self.pleg.relist()
+            except CriError as e:
+                log.warning("first runtime relist failed (%s); the PLEG loop retries", e)
             for pod in self.informer.store.list():
                 self._on_pod(pod)
             await self.housekeeping()

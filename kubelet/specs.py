@@ -117,8 +117,10 @@ def sandbox_config(pod: Obj, node: NodeSettings, attempt: int) -> pb.PodSandboxC
     security = pb.LinuxSandboxSecurityContext(namespace_options=namespace_options(pod), privileged=privileged)
     if pod_sc.get("runAsUser") is not None:
         security.run_as_user.value = int(pod_sc["runAsUser"])
-    if pod_sc.get("runAsGroup") is not None:
-        security.run_as_group.value = int(pod_sc["runAsGroup"])
+        # containerd refuses a group without a user ("user group is specified without user"); the pause
+        # process's group does not matter, so the sandbox only takes it together with a user.
+        if pod_sc.get("runAsGroup") is not None:
+            security.run_as_group.value = int(pod_sc["runAsGroup"])
     security.supplemental_groups.extend(int(g) for g in pod_sc.get("supplementalGroups") or [])
     annotations = {k: str(v) for k, v in (meta.get("annotations") or {}).items()}
     return pb.PodSandboxConfig(

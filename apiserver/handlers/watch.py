@@ -143,7 +143,12 @@ class WatchStream:
             else:
                 initial, after = [], int(self.req.resource_version)
             self.last_revision = after
-            sub = cache.subscribe(after_revision=after)
+            try:
+                sub = cache.subscribe(after_revision=after)
+            except RuntimeError:  # the cache was stopped meanwhile: the server is shutting down
+                raise ApiError(503, "the API server is shutting down", "ServiceUnavailable") from None
+            if self.handle.closing:  # stopping began while we listed: the cache may not end this one
+                raise ApiError(503, "the API server is shutting down", "ServiceUnavailable")
             for line in initial:
                 yield line
             if self.req.initial_events_end:

@@ -124,6 +124,9 @@ async def test_pod_runs_with_ip_volumes_and_env(node: Harness) -> None:
         body = (await http.get(f"http://{status['podIP']}:8080/")).text
     assert "hello-from-configmap s3cret web 64" in body
     assert "cm-file" in body and 's3cret' in body and 'app="web"' in body
+    web_id = web["containerID"].removeprefix("containerd://")
+    mounts = (await node.runtime.exec_sync(web_id, ["cat", "/proc/mounts"], 5)).stdout.decode()
+    assert any(line.split()[1:3] == ["/www", "tmpfs"] for line in mounts.splitlines())  # medium: Memory
     # Limits reach the pod's cgroup.
     uid = created["metadata"]["uid"]
     cgroup = f"/sys/fs/cgroup/memory/{node.config.cgroup_prefix}/pod{uid}"
@@ -359,3 +362,13 @@ async def test_missing_configmap_then_updates_reach_the_volume(node: Harness) ->
     while (await node.runtime.exec_sync(cid, ["cat", "/cfg/k"], 5)).stdout != b"v2":
         assert time.monotonic() < deadline, "the ConfigMap update never reached the volume"
         await asyncio.sleep(0.2)
+
+
+async def test_security_context_user_and_group(node: Harness) -> None:
+    spec = pod("user", [{"name": "main", "command": ["sleep", "3600"],
+                         "securityContext": {"runAsUser": 65534}}], securityContext={"runAsGroup": 65534})
+    node.api.add_pod(spec, node.config.node_name)
+    await node.wait_for(lambda: running(node, "user"), what="Running")
+    cid = container_state(node.status("user"), "main")["containerID"].removeprefix("containerd://")
+    ids = (await node.runtime.exec_sync(cid, ["sh", "-c", "id -u; id -g"], 5)).stdout.decode().split()
+    assert ids == ["65534", "65534"]

@@ -208,3 +208,40 @@ async def test_progress_deadline_exceeded_when_pods_never_become_ready() -> None
     await w.step(ready_per_step=0)
     cond = du.get_condition(w.deployment()["status"], "Progressing")
     assert cond is not None and cond["status"] == "False" and cond["reason"] == du.TIMED_OUT
+
+
+async def test_stale_replicaset_status_after_a_crash_does_not_over_scale_down() -> None:
+    """The ReplicaSet controller dies after deleting old pods but before reporting it: the old ReplicaSet's
+    status still counts 10 available. The Deployment controller must not trust that beyond its spec."""
+    w = World()
+    w.client.seed("deployments", new_deployment(10))
+    await w.converge(5)
+    [old] = w.client.all("replicasets")
+    stale_status = old["status"]
+    assert stale_status["availableReplicas"] == 10
+    await w.set_image("v2")
+    for _ in range(10):  # roll until the old ReplicaSet was scaled down and its pods deleted
+        w.sync()
+        await w.deployments.reconcile("ns/web")
+        w.sync()
+        for rs in w.client.all("replicasets"):
+            await w.replicasets.reconcile(object_key(rs))
+        old = next(r for r in w.client.all("replicasets") if du.revision(r) == 1)
+        if du.replicas_of(old) < 10:
+            break
+    old_pods = [p for p in w.client.all("pods") if p["spec"]["containers"][0]["image"] == "v1"]
+    assert len(old_pods) == du.replicas_of(old) == 8
+    await w.client.update_status("replicasets", {**old, "status": stale_status})  # the report that never came
+    await w.make_ready()  # the new pods get Ready and their ReplicaSet says so
+    w.sync()
+    new = next(r for r in w.client.all("replicasets") if du.revision(r) == 2)
+    await w.replicasets.reconcile(object_key(new))
+    w.sync()
+
+    for _ in range(2):  # scale the new ReplicaSet up, then the old one down (the ReplicaSet controller is down)
+        await w.deployments.reconcile("ns/web")
+        w.sync()
+
+    old = next(r for r in w.client.all("replicasets") if du.revision(r) == 1)
+    ready_new = sum(1 for p in w.client.all("pods") if p["spec"]["containers"][0]["image"] == "v2" and is_ready(p))
+    assert du.replicas_of(old) + ready_new >= 10 - 2, (du.replicas_of(old), ready_new)
