@@ -326,13 +326,19 @@ class RolloutChecker:
         self.max_active = 0
         self.min_ready = 10**9
         self.tracking_ready = False
+        self.worst: list[tuple[str, bool, str]] = []
         self.helpers: set[asyncio.Task[None]] = set()  # the 'kubelet' updates in flight
 
     def record(self) -> None:
         active = [p for p in self.pods.values() if is_active(p)]
         self.max_active = max(self.max_active, len(active))
         if self.tracking_ready:
-            self.min_ready = min(self.min_ready, sum(1 for p in active if is_ready(p)))
+            ready = sum(1 for p in active if is_ready(p))
+            if ready < self.min_ready:
+                self.min_ready = ready
+                # what the pods looked like at the worst moment, for the assertion message
+                self.worst = sorted((p["spec"]["containers"][0]["image"], is_ready(p), p["metadata"]["name"])
+                                    for p in active)
 
     async def run(self, rv: str) -> None:
         """Watch from `rv` until cancelled, resuming after the server ends a stream (no event is skipped)."""
