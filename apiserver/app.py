@@ -1,9 +1,11 @@
 """The API server's ASGI application: one small dispatcher in front of the routes, the lifespan that connects
-to etcd and bootstraps the system namespaces, and the error boundary (ApiError → Status, storage errors →
+to etcd, bootstraps the system namespaces and the `kubernetes` Service and owns the background tasks (the etcd
+compactor) in its task group, and the error boundary (ApiError → Status, storage errors →
 their Status, anything unexpected → a logged 500 Status, never a traceback to the client)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,10 +16,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from aiokube.api.errors import ApiError, status_for
+from apiserver.allocators import ServiceAllocators
+from apiserver.compactor import Compactor
 from apiserver.config import Config
 from apiserver.handlers.common import json_response, storage_errors
 from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.handlers.state import ServerState, load_schemas
+from apiserver.kubernetes_service import ensure_kubernetes_service
 from apiserver.metrics import InstrumentedStorage, Metrics
 from apiserver.registry import Registry
 from apiserver.routes import discovery, openapi, system
@@ -66,9 +71,13 @@ class ApiServerApp:
         storage = InstrumentedStorage(await self._storage_factory(), metrics)
         registry = Registry(storage, self.config.etcd_prefix)
         namespaces = NamespaceLifecycle(registry.handle("namespaces"))
+        allocators = ServiceAllocators(storage, self.config.etcd_prefix,
+                                       service_cidr=self.config.service_cluster_ip_range,
+                                       node_port_range=self.config.service_node_port_range)
         self.state = ServerState(config=self.config, registry=registry, metrics=metrics, schemas=load_schemas(),
-                                 namespaces=namespaces)
+                                 namespaces=namespaces, allocators=allocators)
         await self._ensure_system_namespaces()
+        await ensure_kubernetes_service(self.state)
         await namespaces.start()
         log.info("apiserver ready: etcd %s prefix %s", ",".join(self.config.etcd_servers), self.config.etcd_prefix)
 
@@ -128,22 +137,39 @@ class ApiServerApp:
         await nodeproxy.proxy_exec(state, scope, receive, send, target.namespace or "", target.name)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    log.exception("apiserver failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        try:
+            await self.startup()
+        except Exception as exc:
+            log.exception("apiserver failed to start")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        try:
+            async with asyncio.TaskGroup() as background:
+                tasks = self._start_background(background)
                 await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                try:
-                    await self.shutdown()
-                finally:
-                    await send({"type": "lifespan.shutdown.complete"})
-                return
+                while (await receive())["type"] != "lifespan.shutdown":
+                    pass
+                for task in tasks:
+                    task.cancel()
+        finally:
+            try:
+                await self.shutdown()
+            finally:
+                await send({"type": "lifespan.shutdown.complete"})
+
+    def _start_background(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The server's long-running duties; the lifespan's task group owns them until shutdown."""
+        assert self.state is not None
+        tasks: list[asyncio.Task[None]] = []
+        interval = self.config.etcd_compaction_interval
+        if interval > 0:
+            # As kube-apiserver: every interval, compact to the revision seen one interval earlier.
+            compactor = Compactor(self.state.registry.storage, interval=interval, retention=interval)
+            tasks.append(group.create_task(compactor.run(), name="etcd-compactor"))
+        return tasks
 
     async def _dispatch(self, request: Request) -> Response:
         state = self.state

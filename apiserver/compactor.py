@@ -48,6 +48,8 @@ class Compactor:
                 await self.tick()
             except StorageError as error:  # etcd away: try again next interval
                 log.warning("compaction skipped: %s", error)
+            except Exception:  # a bug here must not take the API server down with it
+                log.exception("compaction failed; trying again next interval")
             await asyncio.sleep(self._interval)
 
     async def tick(self) -> int | None:

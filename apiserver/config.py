@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 from dataclasses import dataclass
 
 
@@ -24,6 +26,16 @@ class Config:
     client_ca_file: str | None = None
     token_auth_file: str | None = None
     authorization_mode: str = "AlwaysAllow"  # or "RBAC"
+    # Services (apiserver/allocators): ClusterIPs come from this range, whose first address is the `kubernetes`
+    # Service's; NodePorts from this inclusive port range (both Kubernetes' defaults).
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: tuple[int, int] = (30000, 32767)
+    # The address other parts (pods through the `kubernetes` Service) reach this server at; None = derived
+    # from --bind-address (the primary host address when binding every interface).
+    advertise_address: str | None = None
+    # Seconds between etcd compactions (each keeps one interval of history), as kube-apiserver's
+    # --etcd-compaction-interval; 0 disables compaction (another server or etcd itself does it).
+    etcd_compaction_interval: float = 300.0
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -40,7 +52,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--client-ca-file", help="authenticate client certificates signed by this CA")
     parser.add_argument("--token-auth-file", help='static bearer tokens: CSV token,user,uid,"group1,group2"')
     parser.add_argument("--authorization-mode", default="AlwaysAllow", choices=("AlwaysAllow", "RBAC"))
+    parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                        help="CIDR of Service ClusterIPs; its first address is the `kubernetes` Service's")
+    parser.add_argument("--service-node-port-range", default="30000-32767", type=_port_range,
+                        help="inclusive range of NodePorts, e.g. 30000-32767")
+    parser.add_argument("--advertise-address",
+                        help="IP published in the `kubernetes` Service's endpoints (default: from --bind-address)")
+    parser.add_argument("--etcd-compaction-interval", default="5m", type=_duration,
+                        help="how often to compact etcd history, e.g. 5m, 90s, 0 (off)")
     args = parser.parse_args(argv)
+    try:
+        ipaddress.ip_network(args.service_cluster_ip_range)
+    except ValueError as error:
+        parser.error(f"--service-cluster-ip-range: {error}")
     return Config(
         etcd_servers=tuple(s.strip() for s in args.etcd_servers.split(",") if s.strip()),
         etcd_prefix=args.etcd_prefix.rstrip("/") or "/registry",
@@ -53,4 +77,30 @@ def parse_args(argv: list[str] | None = None) -> Config:
         client_ca_file=args.client_ca_file,
         token_auth_file=args.token_auth_file,
         authorization_mode=args.authorization_mode,
+        service_cluster_ip_range=args.service_cluster_ip_range,
+        service_node_port_range=args.service_node_port_range,
+        advertise_address=args.advertise_address,
+        etcd_compaction_interval=args.etcd_compaction_interval,
     )
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        first, last = int(low), int(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port range: {text!r} (want e.g. 30000-32767)") from None
+    if not 0 < first <= last < 65536:
+        raise argparse.ArgumentTypeError(f"not a valid port range: {text!r}")
+    return first, last
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """A Go-style duration with one unit (`5m`, `90s`, `1h`, `500ms`) or plain seconds (`300`, `0`)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (want e.g. 5m, 90s or 0)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]

@@ -356,6 +356,13 @@ class SchemaRegistry:
                 # Shared types (DeleteOptions, WatchEvent) list many GVKs; the first definition claiming one wins.
                 self._by_gvk.setdefault((gvk["group"], gvk["version"], gvk["kind"]), name)
         self._compiler = _Compiler(definitions)
+        # Patch metadata is asked for once per field of every object written (managedFields, patches): cached
+        # per (schema node, field). Keys are ids of the definitions' own dicts, which live as long as this
+        # registry and are never mutated, so an id always names the same schema; `_schema_ids` tells those
+        # apart from transient dicts a caller may pass, which are never cached.
+        self._schema_ids: set[int] | None = None
+        self._patch_meta_cache: dict[tuple[int, str], FieldMeta] = {}
+        self._meta_cache: dict[int, FieldMeta] = {}
 
     @classmethod
     @cache
@@ -393,6 +400,16 @@ class SchemaRegistry:
         read from the property itself before the reference is followed.
         """
         parent = self.resolve(definition_or_ref)
+        key = (id(parent), field_name)
+        cached = self._patch_meta_cache.get(key)
+        if cached is not None:
+            return cached
+        meta = self._uncached_patch_meta(parent, field_name)
+        if self._is_schema(parent):
+            self._patch_meta_cache[key] = meta
+        return meta
+
+    def _uncached_patch_meta(self, parent: dict[str, Any], field_name: str) -> FieldMeta:
         prop = parent.get("properties", {}).get(field_name)
         if prop is None:
             additional = parent.get("additionalProperties")
@@ -404,6 +421,31 @@ class SchemaRegistry:
     def item_meta(self, list_schema: dict[str, Any]) -> FieldMeta:
         """The metadata of a list schema's items (for nested lists and map values)."""
         return self._meta_of(list_schema.get("items") or {})
+
+    def item_schema_meta(self, item_schema: dict[str, Any]) -> FieldMeta:
+        """The bare metadata (only `schema`) of a list item or map value schema, cached like patch_meta."""
+        cached = self._meta_cache.get(id(item_schema))
+        if cached is not None:
+            return cached
+        meta = FieldMeta(schema=self.resolve(item_schema))
+        if self._is_schema(item_schema):
+            self._meta_cache[id(item_schema)] = meta
+        return meta
+
+    def _is_schema(self, node: dict[str, Any]) -> bool:
+        """Whether `node` is one of the definitions' own dicts (safe to cache by id)."""
+        if self._schema_ids is None:
+            ids: set[int] = set()
+            pending: list[Any] = [self.definitions]
+            while pending:
+                value = pending.pop()
+                if isinstance(value, dict):
+                    ids.add(id(value))
+                    pending.extend(value.values())
+                elif isinstance(value, list):
+                    pending.extend(value)
+            self._schema_ids = ids
+        return id(node) in self._schema_ids
 
     def _meta_of(self, prop: dict[str, Any]) -> FieldMeta:
         resolved = self.resolve(prop)

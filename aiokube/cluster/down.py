@@ -9,6 +9,23 @@ from collections.abc import Callable
 from aiokube.cluster.state import ClusterState
 
 
+def _remove_node_leftovers(state: ClusterState, progress: Callable[[str], None]) -> None:
+    """After every process stopped: mounts under the nodes' dirs, the pods' cgroups, the cluster's network
+    (namespaces, veths, bridge, host routes)."""
+    from aiokube.cluster.teardown import remove_cgroups, unmount_under
+
+    for node in state.nodes:
+        unmount_under(node.root_dir)
+    if state.cluster_id:
+        remove_cgroups(f"aiokube-{state.cluster_id}-")
+        if shutil.which("ip") and os.geteuid() == 0:
+            from aiokube.cluster.netns import delete_cluster_network
+
+            # Also when `up` failed before recording a node: the function only removes what exists.
+            progress("removing the node network namespaces and routes")
+            delete_cluster_network(state.cluster_id)
+
+
 def down(data_dir: str, *, purge: bool = False, progress: Callable[[str], None] = print) -> bool:
     """Returns False when there was no cluster recorded in data_dir."""
     data_dir = os.path.abspath(data_dir)
@@ -34,6 +51,7 @@ def down(data_dir: str, *, purge: bool = False, progress: Callable[[str], None] 
         if not p.name.startswith("kubelet"):
             progress(f"stopping {p.name}")
             p.stop()
+    _remove_node_leftovers(state, progress)
     if purge:
         shutil.rmtree(data_dir, ignore_errors=True)
     else:

@@ -15,14 +15,20 @@ class NodeState:
     root_dir: str
     containerd_socket: str
     pod_cidr: str
+    netns_path: str = ""  # empty: the node shares the host's network namespace
+    node_ip: str = ""
 
 
 @dataclass
 class ClusterState:
+    """Everything `down` and `status` need to find again what `up` started."""
+
     data_dir: str
     api_port: int
     etcd_client_port: int
     etcd_peer_port: int
+    cluster_id: str = ""  # names this cluster's netns/bridge/veths (aiokube.cluster.netns); derived from data_dir
+    api_host: str = "127.0.0.1"  # the address the API server listens on (the node bridge's when there are nodes)
     processes: list[ManagedProcess] = field(default_factory=list)
     nodes: list[NodeState] = field(default_factory=list)
 
@@ -32,7 +38,7 @@ class ClusterState:
 
     @property
     def server(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{self.api_host}:{self.api_port}"
 
     @property
     def kubeconfig(self) -> str:

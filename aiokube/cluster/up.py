@@ -1,14 +1,20 @@
 """`aiokube up`: start etcd, the API server, the controller-manager, the scheduler and N nodes, then wait.
 
 Every component is a separate process in its own session (it outlives the CLI), logging to DATA_DIR/logs/.
+The control plane runs in the host's network namespace, listening on the node bridge's host address; node N
+gets its own network namespace (aiokube.cluster.netns) holding its containerd (and so its pods), node agent and
+DNS server, plus a service proxy on the host that programs that namespace. Pod CIDR 10.244.N.0/24 is routed
+host-gw: the proxies route between nodes, `up` routes the host to every node.
 Running `up` again on the same data dir brings the same cluster back with its state (etcd keeps its data).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -16,10 +22,14 @@ from collections.abc import Callable
 import httpx
 
 from aiokube.cluster.kubeconfig import write_kubeconfig
+from aiokube.cluster.netns import ROUTE_PROTO, NodeNetwork, create_node_network
 from aiokube.cluster.process import ManagedProcess, adopt, spawn
 from aiokube.cluster.state import ClusterState, NodeState
 
 Progress = Callable[[str], None]
+
+KUBELET_PORT = 10250  # every node has its own netns, so each agent gets the standard port on its node IP
+DNS_PORT = 53
 
 
 class UpError(Exception):
@@ -94,30 +104,79 @@ def _python_component(state: ClusterState, module: str, args: list[str]) -> Mana
     return spawn(module, argv, os.path.join(state.data_dir, "logs", f"{module}.log"))
 
 
-def _start_node(state: ClusterState, index: int, progress: Progress) -> list[ManagedProcess]:
-    from aiokube.node.containerd import ContainerdConfig, start_containerd
-    from aiokube.node.images import build_images, import_all
+def cluster_id_for(data_dir: str) -> str:
+    """A short stable id for the data dir: it names the cluster's netns, bridge and veths (so clusters from
+    different data dirs never clash, and `down` finds exactly this cluster's pieces)."""
+    return hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:6]
 
-    name = f"node-{index}"
+
+def _in_netns(net: NodeNetwork, argv: list[str]) -> list[str]:
+    # nsenter (not `ip netns exec`, which remounts /sys): it execs argv, so the recorded PID is argv's.
+    return ["nsenter", f"--net={net.netns_path}", *argv]
+
+
+def _add_host_route(pod_cidr: str, node_ip: str) -> None:
+    """host-gw on the host: the host side (node agents' peers, tests, the API server) reaches pod IPs. Tagged with
+    the proxy's route proto so `delete_cluster_network` removes it with the cluster."""
+    subprocess.run(["ip", "route", "replace", pod_cidr, "via", node_ip, "proto", ROUTE_PROTO],
+                   check=True, capture_output=True, timeout=30)
+
+
+def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str],
+                progress: Progress) -> list[ManagedProcess]:
+    """containerd, node agent and DNS inside the node's netns; its service proxy on the host programming it."""
+    from aiokube.node.containerd import ContainerdConfig, start_containerd
+    from aiokube.node.images import import_all
+
+    name = f"node-{net.index}"
     root = os.path.join(state.data_dir, "nodes", name)
-    pod_cidr = f"10.244.{index}.0/24"
+    # The same /24 the agent registers as Node.spec.podCIDR (nodeipam keeps allocations already on a Node), so
+    # the CNI config, the Node object, the proxies' routes and the host route all agree.
+    pod_cidr = f"10.244.{net.index}.0/24"
+    cgroup_prefix = f"aiokube-{state.cluster_id}-{name}"
+    logs = os.path.join(state.data_dir, "logs")
     os.makedirs(root, exist_ok=True)
-    progress(f"starting containerd for {name}")
+    progress(f"starting containerd for {name} ({net.node_ip})")
+    # No masquerading: pods keep their source IPs across nodes (host-gw routes).
     containerd = start_containerd(ContainerdConfig(root_dir=os.path.join(root, "containerd"), pod_cidr=pod_cidr,
-                                                   netns=None, cgroup_prefix=f"aiokube-{name}",
-                                                   sandbox_image="localhost/pause:3.9"))
+                                                   netns=net.netns_path, cgroup_prefix=cgroup_prefix,
+                                                   sandbox_image="localhost/pause:3.9", ip_masq=False))
     procs = [adopt(f"containerd-{name}", containerd.pid, ["containerd"], containerd.config.log_path)]
-    progress("importing images (pause, busybox)")
-    import_all(containerd.socket, build_images(os.path.join(state.data_dir, "images")))
-    kubelet = _python_component(state, "kubelet", [
-        "--kubeconfig", state.kubeconfig, "--node-name", name, "--containerd-socket", containerd.socket,
-        "--root-dir", os.path.join(root, "kubelet"), "--pod-cidr", pod_cidr,
-        "--cgroup-prefix", f"aiokube-{name}", "--server-port", str(10250 + index),
-    ])
-    kubelet.name = f"kubelet-{name}"
-    kubelet.log = os.path.join(state.data_dir, "logs", f"kubelet-{name}.log")
-    state.nodes.append(NodeState(name, root, containerd.socket, pod_cidr))
-    return [*procs, kubelet]
+    state.nodes.append(NodeState(name, root, containerd.socket, pod_cidr, net.netns_path, net.node_ip))
+    progress(f"importing images (pause, busybox) into {name}")
+    import_all(containerd.socket, images)
+    _add_host_route(pod_cidr, net.node_ip)
+    py = sys.executable
+    commands = {
+        f"kubelet-{name}": _in_netns(net, [
+            py, "-m", "kubelet", "--kubeconfig", state.kubeconfig, "--node-name", name,
+            "--containerd-socket", containerd.socket, "--root-dir", os.path.join(root, "kubelet"),
+            "--node-ip", net.node_ip, "--pod-cidr", pod_cidr, "--cgroup-prefix", cgroup_prefix,
+            "--cluster-dns", net.node_ip, "--server-port", str(KUBELET_PORT)]),
+        # The proxy stays in the host netns and programs the node's through nsenter (docs/contracts.md).
+        f"proxy-{name}": [py, "-m", "proxy", "--kubeconfig", state.kubeconfig, "--node-name", name,
+                          "--netns-exec", net.netns_path, "--cleanup-on-exit"],
+        f"clusterdns-{name}": _in_netns(net, [py, "-m", "clusterdns", "--kubeconfig", state.kubeconfig,
+                                              "--bind", f"{net.node_ip}:{DNS_PORT}"]),
+    }
+    for process_name, argv in commands.items():
+        procs.append(spawn(process_name, argv, os.path.join(logs, f"{process_name}.log")))
+    return procs
+
+
+def _wait_nodes_ready(state: ClusterState, progress: Progress, timeout: float) -> None:
+    wanted = {n.name for n in state.nodes}
+    reported = -1
+
+    def all_ready() -> bool:
+        nonlocal reported
+        ready = wanted & _ready_nodes(state.server)
+        if len(ready) != reported:
+            reported = len(ready)
+            progress(f"{len(ready)}/{len(wanted)} node(s) Ready")
+        return ready == wanted
+
+    _wait("nodes Ready", all_ready, timeout)
 
 
 def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port: int = 2379,
@@ -132,16 +191,23 @@ def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port:
                                                       previous.etcd_peer_port)
     node_count = nodes if component_available("kubelet") else 0
     check_prerequisites(node_count)
-    state = ClusterState(data_dir, api_port, etcd_client_port, etcd_peer_port)
-    write_kubeconfig(state.kubeconfig, state.server)
+    state = ClusterState(data_dir, api_port, etcd_client_port, etcd_peer_port, cluster_id=cluster_id_for(data_dir))
     try:
+        networks = []
+        if node_count:
+            progress(f"creating {node_count} node network namespace(s)")
+            networks = [create_node_network(state.cluster_id, i) for i in range(1, node_count + 1)]
+            # Node agents, DNS servers and pods live in the node namespaces: they reach the API server at the
+            # host's address on the node bridge (which the `kubernetes` Service's endpoints advertise too).
+            state.api_host = networks[0].gateway_ip
+        write_kubeconfig(state.kubeconfig, state.server)
         progress("starting etcd")
         state.processes.append(_start_etcd(state))
         state.save()
         progress("starting the API server")
         api = _python_component(state, "apiserver", [
-            "--etcd-servers", f"http://127.0.0.1:{etcd_client_port}", "--bind-address", "127.0.0.1",
-            "--port", str(api_port)])
+            "--etcd-servers", f"http://127.0.0.1:{etcd_client_port}", "--bind-address", state.api_host,
+            "--advertise-address", state.api_host, "--port", str(api_port)])
         state.processes.append(api)
         state.save()
         _wait("API server", lambda: _http_ok(f"{state.server}/readyz"), 60, api)
@@ -150,13 +216,14 @@ def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port:
                 progress(f"starting {module}")
                 state.processes.append(_python_component(state, module, ["--kubeconfig", state.kubeconfig]))
                 state.save()
-        for index in range(1, node_count + 1):
-            state.processes.extend(_start_node(state, index, progress))
-            state.save()
-        if node_count:
-            progress(f"waiting for {node_count} node(s) to be Ready")
-            wanted = {n.name for n in state.nodes}
-            _wait("nodes Ready", lambda: wanted <= _ready_nodes(state.server), 90)
+        if networks:
+            from aiokube.node.images import build_images
+
+            images = build_images(os.path.join(state.data_dir, "images"))
+            for net in networks:
+                state.processes.extend(_start_node(state, net, images, progress))
+                state.save()
+            _wait_nodes_ready(state, progress, 90)
         for p in state.processes:
             if not p.alive():
                 raise UpError(f"{p.name} exited during start-up; see {p.log}")

@@ -134,8 +134,12 @@ class ServiceAllocators:
             if requested and requested == old_ip:
                 new_ip = requested
             else:
+                # A requested IP this name already owns (a retried request, or a create of a name that exists)
+                # is not this call's claim: a rollback must leave it to its owner.
+                held_already = bool(requested) and await self.ips.owner(requested) == allocation.svc_key
                 new_ip = await self.ips.allocate(allocation.svc_key, requested or None)
-                allocation.claimed_ips.append(new_ip)
+                if not held_already:
+                    allocation.claimed_ips.append(new_ip)
             spec["clusterIP"] = new_ip
             ips = list(spec.get("clusterIPs") or [])
             spec["clusterIPs"] = [new_ip, *ips[1:]]
@@ -151,8 +155,10 @@ class ServiceAllocators:
             if requested and (requested in held or requested in in_use):
                 in_use.add(requested)  # kept from the old object, or shared by a TCP and a UDP port
                 return requested
+            held_already = bool(requested) and await self.ports.owner(requested or 0) == allocation.svc_key
             port = await self.ports.allocate(allocation.svc_key, requested, field=field_path)
-            allocation.claimed_ports.append(port)
+            if not held_already:
+                allocation.claimed_ports.append(port)
             in_use.add(port)
             return port
 

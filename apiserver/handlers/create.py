@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokube.api.errors import ApiError, already_exists
 from aiokube.api.types import Obj
+from apiserver.handlers import service_allocation
 from apiserver.handlers.common import random_suffix, to_stored
 from apiserver.handlers.objectmeta import check_identity, check_type, prepare_create_meta, track_managed_fields
 from apiserver.handlers.state import ServerState
@@ -58,14 +59,20 @@ async def create_object(state: ServerState, handle: ResourceHandle, namespace: s
     if opts.dry_run:
         return obj, warnings
     for _attempt in range(_GENERATE_NAME_ATTEMPTS):
+        # Allocated values are owned by the Service's name, so a regenerated name allocates again.
+        allocation = await service_allocation.allocate(state, handle, obj)
         try:
             revision = await handle.storage.create(handle.key(ns, meta["name"]), to_stored(obj))
-        except KeyExistsError:
+        except BaseException as error:
+            await service_allocation.rollback(allocation)
+            if not isinstance(error, KeyExistsError):
+                raise
             if not generated:
                 raise already_exists(info.plural, info.group, meta["name"]) from None
             meta["name"] = meta["generateName"] + random_suffix()
             continue
         meta["resourceVersion"] = str(revision)
+        await service_allocation.commit(allocation)
         return obj, warnings
     raise ApiError(409, f'{info.plural} "{meta["name"]}" already exists, the server was not able to generate a '
                         f'unique name for the object', "AlreadyExists",

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokube.api.errors import ApiError, bad_request, conflict
 from aiokube.api.types import Obj
+from apiserver.handlers import service_allocation
 from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv, now_rfc3339, query_int, status_success, to_stored
 from apiserver.handlers.state import ServerState
 from apiserver.handlers.update import MAX_CONFLICT_RETRIES, read_current
@@ -91,7 +92,7 @@ async def delete_object(state: ServerState, handle: ResourceHandle, namespace: s
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await read_current(handle, namespace, name)
         try:
-            result = await _delete_current(handle, current, opts)
+            result = await _delete_current(state, handle, current, opts)
         except ConflictError:
             continue
         except KeyNotFoundError:
@@ -102,13 +103,14 @@ async def delete_object(state: ServerState, handle: ResourceHandle, namespace: s
     raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE)
 
 
-async def _delete_current(handle: ResourceHandle, current: KeyValue, opts: DeleteOptions) -> Obj:
+async def _delete_current(state: ServerState, handle: ResourceHandle, current: KeyValue, opts: DeleteOptions) \
+        -> Obj:
     obj = from_kv(current)
     _check_preconditions(handle, obj, opts)
     meta = obj["metadata"]
     plural = handle.info.plural
     if plural == "namespaces":
-        return await _delete_namespace(handle, current, obj, opts)
+        return await _delete_namespace(state, handle, current, obj, opts)
     grace = _pod_grace(obj, opts) if plural == "pods" else 0
     finalizers = list(meta.get("finalizers") or [])
     wanted = POLICY_FINALIZERS.get(opts.propagation_policy or "")
@@ -119,7 +121,7 @@ async def _delete_current(handle: ResourceHandle, current: KeyValue, opts: Delet
         if other in finalizers:
             finalizers.remove(other)
     if meta.get("deletionTimestamp"):
-        return await _delete_again(handle, current, obj, finalizers, grace, opts)
+        return await _delete_again(state, handle, current, obj, finalizers, grace, opts)
     if grace > 0 or finalizers:
         meta["deletionTimestamp"] = now_rfc3339(time.time() + grace)
         meta["deletionGracePeriodSeconds"] = grace
@@ -129,16 +131,16 @@ async def _delete_current(handle: ResourceHandle, current: KeyValue, opts: Delet
             revision = await handle.storage.update(current.key, to_stored(obj), expected_revision=current.mod_revision)
             meta["resourceVersion"] = str(revision)
         return obj
-    return await _remove(handle, current, obj, opts)
+    return await _remove(state, handle, current, obj, opts)
 
 
-async def _delete_again(handle: ResourceHandle, current: KeyValue, obj: Obj, finalizers: list[str], grace: int,
-                        opts: DeleteOptions) -> Obj:
+async def _delete_again(state: ServerState, handle: ResourceHandle, current: KeyValue, obj: Obj,
+                        finalizers: list[str], grace: int, opts: DeleteOptions) -> Obj:
     """A DELETE of an object already being deleted may shorten a pod's grace period (0 finishes it)."""
     meta = obj["metadata"]
     if handle.info.plural == "pods" and opts.grace_period_seconds is not None:
         if grace == 0 and not finalizers:
-            return await _remove(handle, current, obj, opts)
+            return await _remove(state, handle, current, obj, opts)
         if grace < int(meta.get("deletionGracePeriodSeconds") or 0):
             meta["deletionTimestamp"] = now_rfc3339(time.time() + grace)
             meta["deletionGracePeriodSeconds"] = grace
@@ -151,15 +153,18 @@ async def _delete_again(handle: ResourceHandle, current: KeyValue, obj: Obj, fin
     return obj
 
 
-async def _remove(handle: ResourceHandle, current: KeyValue, obj: Obj, opts: DeleteOptions) -> Obj:
+async def _remove(state: ServerState, handle: ResourceHandle, current: KeyValue, obj: Obj,
+                  opts: DeleteOptions) -> Obj:
     if not opts.dry_run:
         await handle.storage.delete(current.key, expected_revision=current.mod_revision)
+        await service_allocation.release(state, handle, obj)
     if handle.info.plural in RETURNS_DELETED_OBJECT:
         return obj
     return status_success(handle, obj)
 
 
-async def _delete_namespace(handle: ResourceHandle, current: KeyValue, obj: Obj, opts: DeleteOptions) -> Obj:
+async def _delete_namespace(state: ServerState, handle: ResourceHandle, current: KeyValue, obj: Obj,
+                            opts: DeleteOptions) -> Obj:
     """Namespaces terminate: the namespace controller empties them and then removes spec.finalizers."""
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
@@ -173,7 +178,7 @@ async def _delete_namespace(handle: ResourceHandle, current: KeyValue, obj: Obj,
     if wanted:
         meta["finalizers"] = [*[f for f in meta.get("finalizers") or [] if f != wanted], wanted]
     if not spec["finalizers"] and not meta.get("finalizers"):
-        return await _remove(handle, current, obj, opts)
+        return await _remove(state, handle, current, obj, opts)
     meta["deletionTimestamp"] = now_rfc3339()
     meta["deletionGracePeriodSeconds"] = 0
     obj.setdefault("status", {})["phase"] = "Terminating"

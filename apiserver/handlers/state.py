@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apiserver.allocators import ServiceAllocators
 from apiserver.config import Config
 from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.metrics import Metrics
@@ -23,3 +24,5 @@ class ServerState:
     metrics: Metrics
     schemas: SchemaRegistry
     namespaces: NamespaceLifecycle
+    # ClusterIP/NodePort allocation of Services (handlers/service_allocation.py); None serves Services without.
+    allocators: ServiceAllocators | None = None

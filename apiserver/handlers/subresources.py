@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokube.api.errors import ApiError, bad_request, conflict
 from aiokube.api.types import Obj
-from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv, to_stored
+from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv, now_rfc3339, to_stored
 from apiserver.handlers.create import WriteOptions
 from apiserver.handlers.delete import DeleteOptions, delete_object, parse_delete_options
 from apiserver.handlers.objectmeta import check_type
@@ -158,6 +158,7 @@ async def bind_pod(state: ServerState, pods: ResourceHandle, namespace: str, nam
         if why:
             raise conflict("pods/binding", "", pod_name, why)
         pod.setdefault("spec", {})["nodeName"] = node
+        mark_scheduled(pod)
         annotations = meta.get("annotations") or {}
         if annotations:
             pod["metadata"].setdefault("annotations", {}).update(annotations)
@@ -169,6 +170,21 @@ async def bind_pod(state: ServerState, pods: ResourceHandle, namespace: str, nam
             continue
         break
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def mark_scheduled(pod: Obj) -> None:
+    """PodScheduled=True, set by the binding itself as in Kubernetes (no separate status write by the scheduler).
+    An existing condition keeps its lastTransitionTime when its status does not change."""
+    conditions = pod.setdefault("status", {}).setdefault("conditions", [])
+    scheduled = {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                 "lastTransitionTime": now_rfc3339()}
+    for i, condition in enumerate(conditions):
+        if condition.get("type") == "PodScheduled":
+            if condition.get("status") == "True" and condition.get("lastTransitionTime"):
+                scheduled["lastTransitionTime"] = condition["lastTransitionTime"]
+            conditions[i] = scheduled
+            return
+    conditions.append(scheduled)
 
 
 # --- eviction ---------------------------------------------------------------------------------------------

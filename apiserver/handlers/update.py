@@ -8,6 +8,7 @@ import time
 
 from aiokube.api.errors import conflict, not_found
 from aiokube.api.types import Obj
+from apiserver.handlers import service_allocation
 from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv, to_stored
 from apiserver.handlers.create import WriteOptions, create_object
 from apiserver.handlers.objectmeta import (
@@ -73,10 +74,18 @@ async def commit_update(state: ServerState, handle: ResourceHandle, current: Key
     if ready_to_go(new):
         if not opts.dry_run:
             await handle.storage.delete(current.key, expected_revision=current.mod_revision)
+            await service_allocation.release(state, handle, old)  # the last finalizer is gone: so is the object
         return new, warnings
     if new == old or opts.dry_run:
         return new, warnings  # nothing changed: Kubernetes skips the write and keeps the resourceVersion
-    revision = await handle.storage.update(current.key, to_stored(new), expected_revision=current.mod_revision)
+    # Status and other subresource writes keep the spec, hence its allocated values.
+    allocation = None if subresource else await service_allocation.allocate(state, handle, new, old)
+    try:
+        revision = await handle.storage.update(current.key, to_stored(new), expected_revision=current.mod_revision)
+    except BaseException:
+        await service_allocation.rollback(allocation)
+        raise
+    await service_allocation.commit(allocation)
     new["metadata"]["resourceVersion"] = str(revision)
     return new, warnings
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apiserver.schema import FieldMeta, SchemaRegistry
@@ -104,6 +104,18 @@ class Node:
     keys: tuple[str, ...] = ()
 
 
+@dataclass
+class FieldSummary:
+    """What managedFields needs of one object, gathered in a single walk (see SchemaWalker.summary)."""
+
+    leaves: dict[FieldPath, Any] = field(default_factory=dict)
+    paths: FieldSet = field(default_factory=set)
+    members: FieldSet = field(default_factory=set)
+
+
+_NO_META = FieldMeta()
+
+
 class SchemaWalker:
     """Classifies values by schema for server-side apply's field sets."""
 
@@ -135,7 +147,7 @@ class SchemaWalker:
         return self.schemas.patch_meta(parent, name)
 
     def item_meta(self, item_schema: dict[str, Any]) -> FieldMeta:
-        return FieldMeta(schema=self.schemas.resolve(item_schema))
+        return self.schemas.item_schema_meta(item_schema)
 
     def root_meta(self, schema: dict[str, Any]) -> FieldMeta:
         return FieldMeta(schema=schema)
@@ -188,6 +200,35 @@ class SchemaWalker:
         for element, child_meta, child in self.children(meta, value):
             out |= self.member_nodes(child_meta, child, (*prefix, element))
         return out
+
+    def summary(self, meta: FieldMeta, value: Any) -> FieldSummary:
+        """leaf_values, all_paths and member_nodes of a value at once: one walk instead of three."""
+        out = FieldSummary()
+        self._summarize(meta, value, (), out)
+        return out
+
+    def _summarize(self, meta: FieldMeta, value: Any, prefix: FieldPath, out: FieldSummary) -> None:
+        node = self.node(meta, value)
+        kind = node.kind
+        if prefix:
+            out.paths.add(prefix)
+            if kind == "map" or prefix[-1][:2] in ("k:", "v:"):
+                out.members.add(prefix)
+        if kind in ("scalar", "atomic", "list-atomic") or (isinstance(value, dict | list) and not value):
+            out.leaves[prefix] = value
+            return
+        if kind in ("struct", "map"):
+            patch_meta = self.schemas.patch_meta
+            for name, child in value.items():
+                self._summarize(patch_meta(node.schema, name), child, (*prefix, f"f:{name}"), out)
+        elif kind == "list-map":
+            item_meta = self.item_meta(node.schema)
+            for item in value:
+                if isinstance(item, dict):
+                    self._summarize(item_meta, item, (*prefix, key_element(item, node.keys)), out)
+        elif kind == "list-set":
+            for item in value:
+                self._summarize(_NO_META, item, (*prefix, value_element(item)), out)
 
     def leaf_values(self, meta: FieldMeta, value: Any, prefix: FieldPath = ()) -> dict[FieldPath, Any]:
         """Path -> value for every leaf (scalar, atomic value, set item) and every empty granular value."""

@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokube.api.types import Obj
-from apiserver.patch.fieldpath import FieldPath, FieldSet, SchemaWalker, from_fields_v1, to_fields_v1
+from apiserver.patch.fieldpath import (
+    FieldPath,
+    FieldSet,
+    FieldSummary,
+    SchemaWalker,
+    from_fields_v1,
+    to_fields_v1,
+)
 from apiserver.schema import FieldMeta, SchemaRegistry
 
 # Identity and server-owned fields are never tracked (Kubernetes' field manager resets these too).
@@ -122,6 +129,10 @@ class ObjectFields:
         """List items and map entries: nodes that are owned themselves, not only through their leaves."""
         return self.walker.member_nodes(self.root, without_managed_fields(obj))
 
+    def summary(self, obj: Obj) -> FieldSummary:
+        """leaves, all_paths and members in one walk."""
+        return self.walker.summary(self.root, without_managed_fields(obj))
+
 
 def update_managed_fields(old: Obj | None, new: Obj, *, manager: str, operation: str = "Update",
                           subresource: str = "", api_version: str, now: str | float | None = None,
@@ -138,12 +149,12 @@ def update_managed_fields(old: Obj | None, new: Obj, *, manager: str, operation:
         entries = decode_entries(new)
     else:
         entries = decode_entries(old)
-    old_leaves = fields.leaves(old) if old else {}
-    new_leaves = fields.leaves(new)
-    old_paths = fields.all_paths(old) if old else set()
-    new_paths = fields.all_paths(new)
+    old_summary = fields.summary(old) if old else FieldSummary()
+    new_summary = fields.summary(new)
+    old_leaves, new_leaves = old_summary.leaves, new_summary.leaves
+    old_paths, new_paths = old_summary.paths, new_summary.paths
     changed = tracked({p for p, v in new_leaves.items() if p not in old_leaves or old_leaves[p] != v})
-    added_members = tracked(fields.members(new) - old_paths)
+    added_members = tracked(new_summary.members - old_paths)
     modified = {p for p in changed if p in old_leaves}
 
     mine = next((e for e in entries if e.same_owner(manager, operation, api_version, subresource)), None)

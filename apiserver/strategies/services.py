@@ -1,8 +1,8 @@
-"""Services: defaults, validation, keeping allocated values across updates, the `allocate_service_ips` hook,
-field selectors and the `kubectl get services` table.
+"""Services: defaults, validation, keeping allocated values across updates, field selectors and the
+`kubectl get services` table.
 
-ClusterIP/NodePort allocation itself belongs to another piece of work: `allocate_service_ips` is where it will
-plug in and currently allocates nothing (services keep whatever clusterIP the client sent, else none).
+ClusterIP/NodePort allocation is not a strategy concern: it claims values in storage, so the write handlers do
+it around their storage write (apiserver/handlers/service_allocation.py).
 """
 
 from __future__ import annotations
@@ -25,14 +25,6 @@ IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
 IP_FAMILIES = ("IPv4", "IPv6")
 # ClientIP affinity lasts 3 hours unless configured (Kubernetes' DefaultClientIPServiceAffinitySeconds).
 DEFAULT_CLIENT_IP_AFFINITY_SECONDS = 10800
-
-
-def allocate_service_ips(service: Obj, old: Obj | None = None) -> None:
-    """Hook for ClusterIP and NodePort allocation (a separate issue): currently a no-op by design.
-
-    When implemented it fills spec.clusterIP/clusterIPs for services that need one and nodePorts for NodePort and
-    LoadBalancer services, and raises a 422/500 ApiError when a requested value is taken or out of range.
-    """
 
 
 def needs_cluster_ip(service: Obj) -> bool:
@@ -147,13 +139,11 @@ class ServiceStrategy(KindStrategy):
 
     def prepare_for_create(self, obj: Obj) -> None:
         obj["status"] = {"loadBalancer": {}}
-        allocate_service_ips(obj)
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
         super().prepare_for_update(new, old)
         _patch_allocated_values(new, old)
         _drop_type_dependent_fields(new, old)
-        allocate_service_ips(new, old)
 
     def validate_kind(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}

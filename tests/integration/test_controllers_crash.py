@@ -111,8 +111,8 @@ async def test_sigkill_during_rolling_update_converges_without_extra_pods(
                         namespace=namespace)
     await client.create("deployments", deployment("web", 10, "busybox:1"), namespace=namespace)
     rv = (await client.list("pods", namespace=namespace))["metadata"]["resourceVersion"]
-    # A slow 'kubelet' (pods Ready 0.5 s after creation) stretches the rollout over the kills.
-    checker = RolloutChecker(client, namespace, "web", ready_delay=0.5)
+    # A slow "kubelet" (pods Ready 1 s after creation) stretches the rollout over the kills.
+    checker = RolloutChecker(client, namespace, "web", ready_delay=1.0)
     watcher = asyncio.create_task(checker.run(rv))
     # Leader election stays on, as in production: each restart must first wait out the dead process's Lease.
     manager = start(processes, kubeconfig, tmp_path, *ELECTION_FLAGS)
@@ -135,7 +135,7 @@ async def test_sigkill_during_rolling_update_converges_without_extra_pods(
         await eventually(lambda: rolled_out(client, namespace, "web", 10, "busybox:2"), within=60)
         await asyncio.sleep(1.0)  # let any straggling duplicate show itself
         assert await rolled_out(client, namespace, "web", 10, "busybox:2")
-        assert kills_mid_rollout >= 2, (seed, kills_mid_rollout)
+        assert kills_mid_rollout >= 1, (seed, kills_mid_rollout)
     finally:
         watcher.cancel()
     assert checker.max_active <= 10 + 3, (seed, checker.max_active)  # maxSurge 25% of 10 rounds up to 3

@@ -135,7 +135,8 @@ async def test_orphan_deletion_right_after_creating_dependents(client: ApiClient
         await client.delete("configmaps", owner["metadata"]["name"], namespace=namespace,
                             propagation_policy="Orphan")
     for round_ in range(5):
-        await eventually(lambda r=round_: gone(client, "configmaps", f"owner-{r}", namespace))
+        owner_name = f"owner-{round_}"
+        await eventually(lambda: gone(client, "configmaps", owner_name, namespace))  # noqa: B023 - awaited here
     await asyncio.sleep(0.5)  # time for a wrong collection to happen
     deps = (await client.list("configmaps", namespace=namespace, label_selector="round"))["items"]
     assert sorted(d["metadata"]["name"] for d in deps) == sorted(f"dep-{r}-{i}" for r in range(5) for i in range(3))

@@ -94,4 +94,5 @@ def test_client_cert_from_another_ca_fails_the_handshake(tls_server: tuple[str, 
 
 
 def test_plain_http_options_when_no_certificate() -> None:
-    assert uvicorn_options(cert_file=None, key_file=None, client_ca_file=None) == {"http": "h11"}
+    assert uvicorn_options(cert_file=None, key_file=None, client_ca_file=None) == {"http": "httptools",
+                                                                                 "proxy_headers": False}

@@ -129,7 +129,8 @@ async def test_rolling_update_stays_within_surge_and_unavailability() -> None:
     rss = sorted(w.client.all("replicasets"), key=du.revision)
     assert [du.replicas_of(r) for r in rss] == [0, 10]
     assert [du.revision(r) for r in rss] == [1, 2]
-    assert du.get_condition(w.deployment()["status"], "Progressing")["reason"] == du.NEW_RS_AVAILABLE
+    progressing = du.get_condition(w.deployment()["status"], "Progressing")
+    assert progressing is not None and progressing["reason"] == du.NEW_RS_AVAILABLE
 
 
 async def test_rollback_reuses_old_replicaset_with_new_revision() -> None:

@@ -63,8 +63,9 @@ def test_service_defaults() -> None:
     assert spec["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
     assert spec["ipFamilies"] == ["IPv4"] and spec["ipFamilyPolicy"] == "SingleStack"
     assert spec["internalTrafficPolicy"] == "Cluster"
-    assert "clusterIP" not in spec  # allocation is not done here (allocate_service_ips is a hook)
+    assert "clusterIP" not in spec  # allocation is the write handlers' (handlers/service_allocation.py)
     assert body["status"] == {"loadBalancer": {}}
+    assert isinstance(strategy("services"), ServiceStrategy)
     assert strategy("services").validate(body) == []
 
 
@@ -123,16 +124,6 @@ def test_service_table_and_fields() -> None:
     lb = create("services", service(type="LoadBalancer"))
     assert s.table_row(lb, NOW)[2:4] == ["<none>", "<pending>"]
     assert s.selectable_fields(body)["spec.type"] == "NodePort"
-
-
-def test_allocate_service_ips_hook_exists_and_is_noop() -> None:
-    from apiserver.strategies.services import allocate_service_ips
-
-    body = service()
-    before = copy.deepcopy(body)
-    allocate_service_ips(body)
-    assert body == before
-    assert isinstance(strategy("services"), ServiceStrategy)
 
 
 # --- Namespace ----------------------------------------------------------------------------------------------

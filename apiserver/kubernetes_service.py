@@ -1,0 +1,129 @@
+"""The `kubernetes` Service in `default`: how pods find the API server (ClusterIP = the first address of the
+service range, port 443 -> this server's port), with an Endpoints and an EndpointSlice listing the advertised
+address of every API server that started on this etcd, as kube-apiserver's bootstrap controller writes them.
+
+Written at start-up through the ordinary create/update handlers (so allocation, validation and managedFields
+apply; the manager is `kube-apiserver`). Several API servers each add their own address; an address is not
+removed when its server goes away (Kubernetes' lease-based endpoint reconciler is not implemented).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+
+from aiokube.api.errors import ApiError
+from aiokube.api.types import Obj
+from apiserver.allocators import kubernetes_service_ip
+from apiserver.config import Config
+from apiserver.handlers.common import from_kv
+from apiserver.handlers.create import WriteOptions, create_object
+from apiserver.handlers.state import ServerState
+from apiserver.handlers.update import commit_update
+from apiserver.storage.interface import ConflictError
+
+log = logging.getLogger(__name__)
+
+NAME, NAMESPACE, PORT_NAME = "kubernetes", "default", "https"
+_MANAGER = WriteOptions(manager="kube-apiserver")
+_ATTEMPTS = 8  # another API server writing the same Endpoints at start-up is the only source of conflicts
+
+
+def advertise_address(config: Config) -> str:
+    """--advertise-address, else --bind-address, else (binding every interface) the host's primary address."""
+    if config.advertise_address:
+        return config.advertise_address
+    bind = ipaddress.ip_address(config.bind_address)
+    if not bind.is_unspecified:
+        return str(bind)
+    # A UDP "connect" sends nothing; it only asks the kernel which source address its default route uses.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def _service(cluster_ip: str, port: int) -> Obj:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": NAME, "namespace": NAMESPACE,
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
+                     "ports": [{"name": PORT_NAME, "port": 443, "protocol": "TCP", "targetPort": port}]}}
+
+
+def _endpoints(addresses: list[str], port: int) -> Obj:
+    return {"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {"endpointslice.kubernetes.io/skip-mirror":
+                                                                            "true"}},
+            "subsets": [{"addresses": [{"ip": ip} for ip in addresses],
+                         "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}]}]}
+
+
+def _endpoint_slice(addresses: list[str], port: int) -> Obj:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": NAME, "namespace": NAMESPACE,
+                         "labels": {"kubernetes.io/service-name": NAME}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in addresses],
+            "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}]}
+
+
+def _listed_addresses(plural: str, obj: Obj) -> list[str]:
+    if plural == "endpoints":
+        return [a.get("ip", "") for s in obj.get("subsets") or [] for a in s.get("addresses") or []]
+    return [ip for e in obj.get("endpoints") or [] for ip in e.get("addresses") or []]
+
+
+async def ensure_kubernetes_service(state: ServerState) -> None:
+    config = state.config
+    address, port = advertise_address(config), config.port
+    services = state.registry.handle("services")
+    try:
+        await create_object(state, services, NAMESPACE, _service(kubernetes_service_ip(
+            config.service_cluster_ip_range), port), _MANAGER)
+    except ApiError as error:
+        if error.reason != "AlreadyExists":
+            raise
+    await _ensure_listed(state, "endpoints", address, port, _endpoints)
+    await _ensure_listed(state, "endpointslices", address, port, _endpoint_slice)
+    log.info("kubernetes Service: %s:443 -> %s:%d", kubernetes_service_ip(config.service_cluster_ip_range),
+             address, port)
+
+
+async def _ensure_listed(state: ServerState, plural: str, address: str, port: int,
+                         build: Callable[[list[str], int], Obj]) -> None:
+    """Create the object listing `address`, or add `address` to the stored one (keeping the others')."""
+    handle = state.registry.handle(plural)
+    key = handle.key(NAMESPACE, NAME)
+    for _attempt in range(_ATTEMPTS):
+        current = await handle.storage.get(key)
+        if current is None:
+            try:
+                await create_object(state, handle, NAMESPACE, build([address], port), _MANAGER)
+                return
+            except ApiError as error:
+                if error.reason != "AlreadyExists":
+                    raise
+                continue
+        stored = from_kv(current)
+        listed = _listed_addresses(plural, stored)
+        wanted = build(sorted({*listed, address}), port)
+        if address in listed and _ports_of(plural, stored) == _ports_of(plural, wanted):
+            return
+        wanted["metadata"] = {**stored["metadata"], **wanted["metadata"]}
+        try:
+            await commit_update(state, handle, current, wanted, _MANAGER)
+            return
+        except ConflictError:
+            continue
+    raise ApiError(409, f"could not update {plural} {NAMESPACE}/{NAME}: it kept changing", "Conflict")
+
+
+def _ports_of(plural: str, obj: Obj) -> object:
+    if plural == "endpoints":
+        return [s.get("ports") for s in obj.get("subsets") or []][:1]
+    return obj.get("ports")

@@ -1,0 +1,363 @@
+"""A 3-node cluster from `aiokube up --nodes 3` (one per module: every node its own network namespace with
+containerd, node agent, DNS server and a service proxy), driven by the real kubectl.
+
+Shows, in file order on the same cluster: a Deployment spreads over the three nodes; a pod on node 1 reaches
+pods on nodes 2 and 3 by IP; `web.default.svc.cluster.local` answers from a pod and is balanced over backends
+on every node; cluster DNS answers for normal and headless Services; a NodePort answers on every node IP; a
+pod whose readiness fails leaves the rotation; deleting a Service removes its rules on every node; `kubectl
+logs` (plain, --tail, -f) and `kubectl exec` (stdin, exit codes); `aiokube status`; `aiokube up` on the same
+data dir brings the cluster back; `aiokube down --purge` leaves no process, netns, route, nft table, CNI chain,
+cgroup or mount behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from aiokube.cluster.state import ClusterState
+from tests.support.etcd import free_port
+
+TOOLS = ("etcd", "containerd", "runc", "ip", "nsenter", "nft", "iptables-save", "kubectl")
+pytestmark = [
+    pytest.mark.containerd, pytest.mark.kubectl, pytest.mark.timeout(300),
+    pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in TOOLS),
+                       reason=f"SKIPPED LOUDLY: needs root and {', '.join(TOOLS)} for a multi-node cluster"),
+]
+
+NODES = ("node-1", "node-2", "node-3")
+REPLICAS = 6
+
+# Every backend serves its own pod name at /index.html, so a response says which pod answered; readiness reads
+# that file, so removing it takes the pod out of the rotation.
+MANIFESTS = textwrap.dedent(f"""\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {{name: web}}
+    spec:
+      replicas: {REPLICAS}
+      selector: {{matchLabels: {{app: web}}}}
+      template:
+        metadata: {{labels: {{app: web}}}}
+        spec:
+          containers:
+          - name: httpd
+            image: localhost/busybox:latest
+            imagePullPolicy: Never
+            command: ["sh", "-c", "hostname > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+            readinessProbe: {{httpGet: {{path: /index.html, port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: web}}
+    spec:
+      selector: {{app: web}}
+      ports: [{{name: http, port: 80, targetPort: 8080}}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: web-headless}}
+    spec:
+      clusterIP: None
+      selector: {{app: web}}
+      ports: [{{name: http, port: 8080}}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: web-np}}
+    spec:
+      type: NodePort
+      selector: {{app: web}}
+      ports: [{{port: 80, targetPort: 8080}}]
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata: {{name: talker}}
+    spec:
+      nodeName: node-2
+      containers:
+      - name: talk
+        image: localhost/busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]
+""")
+
+
+def host_leftovers(data_dir: str) -> dict[str, list[str]]:
+    """What a cluster could leave on the host, line by line (compared before `up` and after `down`)."""
+    def lines(argv: list[str], keep: Callable[[str], bool] = lambda _line: True) -> list[str]:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+        return sorted(line for line in out.splitlines() if keep(line))
+
+    cgroups = sorted(p for root in ("/sys/fs/cgroup", *(os.path.join("/sys/fs/cgroup", h) for h in
+                                                        os.listdir("/sys/fs/cgroup")))
+                     if os.path.isdir(root) for p in (os.path.join(root, d) for d in os.listdir(root))
+                     if os.path.basename(p).startswith("aiokube"))
+    with open("/proc/self/mounts") as f:
+        mounts = sorted(line for line in f if data_dir in line)
+    return {
+        "netns": lines(["ip", "netns", "list"]),
+        "routes": lines(["ip", "route"]),
+        "nft tables": lines(["nft", "list", "tables"]),
+        "CNI chains": lines(["iptables-save"], lambda line: "CNI" in line),
+        "cgroups": cgroups,
+        "mounts": mounts,
+    }
+
+
+def aiokube(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aiokube.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@dataclass
+class Cluster:
+    data_dir: str
+    before: dict[str, list[str]]
+
+    @property
+    def state(self) -> ClusterState:
+        state = ClusterState.load(self.data_dir)
+        assert state is not None
+        return state
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": self.state.kubeconfig, "HOME": self.data_dir}
+        result = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
+                                env=env)
+        if check:
+            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def sh(self, pod: str, script: str) -> str:
+        return self.kubectl("exec", pod, "--", "sh", "-c", script).stdout
+
+    def web_pods(self) -> list[dict[str, Any]]:
+        return list(self.get("pods", "-l", "app=web")["items"])
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def http_get_script(host: str, port: int, count: int = 1) -> str:
+    """busybox sh: `count` HTTP/1.0 requests through nc (busybox wget segfaults here), printing each body."""
+    request = f"printf 'GET /index.html HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} {port} | tail -n 1"
+    return f"for i in $(seq {count}); do {request}; done"
+
+
+def http_get_from_host(ip: str, port: int) -> str:
+    with socket.create_connection((ip, port), timeout=5) as conn:
+        conn.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+    return data.decode()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    data_dir = str(tmp_path_factory.mktemp("multinode"))
+    before = host_leftovers(data_dir)
+    result = aiokube("up", "--data-dir", data_dir, "--nodes", str(len(NODES)), "--port", str(free_port()),
+                     "--etcd-port", str(free_port()))
+    try:
+        assert result.returncode == 0, f"aiokube up failed:\n{result.stdout}\n{result.stderr}"
+        assert "3/3 node(s) Ready" in result.stdout, result.stdout  # progress is shown while waiting
+        cluster = Cluster(data_dir, before)
+        cluster.kubectl("apply", "-f", "-", stdin=MANIFESTS)
+        wait_until(f"{REPLICAS} ready web pods", lambda: len([p for p in cluster.web_pods() if ready(p)]) == REPLICAS,
+                   timeout=90)
+        yield cluster
+    finally:
+        aiokube("down", "--purge", "--data-dir", data_dir)
+
+
+def test_nodes_have_their_own_addresses_and_pod_cidrs(cluster: Cluster) -> None:
+    nodes = {n["metadata"]["name"]: n for n in cluster.get("nodes")["items"]}
+    assert sorted(nodes) == list(NODES)
+    for index, name in enumerate(NODES, start=1):
+        node = nodes[name]
+        assert node["spec"]["podCIDR"] == f"10.244.{index}.0/24"  # the agent's CNI range and nodeipam agree
+        internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert internal == [next(n.node_ip for n in cluster.state.nodes if n.name == name)]
+    for pod in cluster.web_pods():
+        pod_ip = ipaddress.ip_address(pod["status"]["podIP"])
+        assert pod_ip in ipaddress.ip_network(nodes[pod["spec"]["nodeName"]]["spec"]["podCIDR"])
+
+
+def test_deployment_spreads_over_every_node(cluster: Cluster) -> None:
+    assert {p["spec"]["nodeName"] for p in cluster.web_pods()} == set(NODES)
+
+
+def test_pod_on_node_1_reaches_pods_on_nodes_2_and_3_by_ip(cluster: Cluster) -> None:
+    pods = cluster.web_pods()
+    client = next(p for p in pods if p["spec"]["nodeName"] == "node-1")
+    for node in ("node-2", "node-3"):
+        target = next(p for p in pods if p["spec"]["nodeName"] == node)
+        body = cluster.sh(client["metadata"]["name"], http_get_script(target["status"]["podIP"], 8080))
+        assert body.strip() == target["metadata"]["name"]
+
+
+def test_service_name_answers_and_balances_over_all_nodes(cluster: Cluster) -> None:
+    pods = cluster.web_pods()
+    node_of = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods}
+    client = next(p for p in pods if p["spec"]["nodeName"] == "node-1")["metadata"]["name"]
+    resolv = cluster.sh(client, "cat /etc/resolv.conf")
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "options ndots:5" in resolv
+    bodies = cluster.sh(client, http_get_script("web.default.svc.cluster.local", 80, count=30)).split()
+    assert len(bodies) == 30 and set(bodies) <= set(node_of), bodies
+    assert {node_of[b] for b in bodies} == set(NODES), f"not balanced over every node: {bodies}"
+
+
+def test_dns_answers_for_normal_and_headless_services(cluster: Cluster) -> None:
+    pods = cluster.web_pods()
+    client = pods[0]["metadata"]["name"]
+    cluster_ip = cluster.get("service", "web")["spec"]["clusterIP"]
+    normal = cluster.sh(client, "nslookup web.default.svc.cluster.local")
+    assert cluster_ip in normal
+    headless = cluster.sh(client, "nslookup web-headless.default.svc.cluster.local")
+    assert {p["status"]["podIP"] for p in pods} <= set(headless.split()), headless
+    short = cluster.sh(client, "nslookup web")  # through the search path
+    assert cluster_ip in short
+
+
+def test_node_port_answers_on_every_node_ip(cluster: Cluster) -> None:
+    node_port = cluster.get("service", "web-np")["spec"]["ports"][0]["nodePort"]
+    names = {p["metadata"]["name"] for p in cluster.web_pods()}
+    for node in cluster.state.nodes:
+        answer = http_get_from_host(node.node_ip, node_port)
+        assert answer.startswith("HTTP/1.1 200"), answer
+        assert answer.split()[-1] in names
+
+
+def test_pod_failing_readiness_leaves_the_rotation(cluster: Cluster) -> None:
+    pods = cluster.web_pods()
+    victim = next(p for p in pods if p["spec"]["nodeName"] == "node-3")["metadata"]["name"]
+    client = next(p for p in pods if p["spec"]["nodeName"] == "node-1")["metadata"]["name"]
+    cluster.sh(victim, "rm /tmp/index.html")
+    started = time.monotonic()
+    wait_until("the pod to turn unready",
+               lambda: not ready(cluster.get("pod", victim)), timeout=15, interval=0.2)
+
+    def out_of_slices() -> bool:
+        slices = cluster.get("endpointslices", "-l", "kubernetes.io/service-name=web")["items"]
+        return not any(e.get("targetRef", {}).get("name") == victim and e.get("conditions", {}).get("ready")
+                       for s in slices for e in s.get("endpoints") or [])
+
+    wait_until("the endpoint to be marked not ready", out_of_slices, timeout=10, interval=0.2)
+    assert time.monotonic() - started < 10
+    time.sleep(1.0)  # the proxies apply endpoint changes within about a second
+    bodies = cluster.sh(client, http_get_script("web", 80, count=20)).split()
+    assert len(bodies) == 20 and victim not in bodies, bodies
+    assert "404" not in "".join(bodies)
+    cluster.sh(victim, "hostname > /tmp/index.html")  # back in, for the tests after this one
+    wait_until("the pod to be ready again", lambda: ready(cluster.get("pod", victim)), timeout=15)
+
+
+def test_deleting_a_service_removes_its_rules_on_every_node(cluster: Cluster) -> None:
+    service = cluster.get("service", "web-np")
+    cluster_ip, node_port = service["spec"]["clusterIP"], str(service["spec"]["ports"][0]["nodePort"])
+
+    def rules(node_netns: str) -> str:
+        return subprocess.run(["nsenter", f"--net={node_netns}", "nft", "list", "table", "ip", "aiokube"],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    for node in cluster.state.nodes:
+        assert cluster_ip in rules(node.netns_path)
+    cluster.kubectl("delete", "service", "web-np")
+    for node in cluster.state.nodes:
+        wait_until(f"{node.name} to drop the rules of web-np",
+                   lambda ns=node.netns_path: cluster_ip not in rules(ns) and node_port not in rules(ns), timeout=10)
+    with pytest.raises(OSError):
+        http_get_from_host(cluster.state.nodes[0].node_ip, int(node_port))
+
+
+def test_kubectl_logs_plain_tail_and_follow(cluster: Cluster) -> None:
+    wait_until("talker to log", lambda: "line 3" in cluster.kubectl("logs", "talker").stdout, timeout=30)
+    assert cluster.kubectl("logs", "talker").stdout.startswith("line 0\n")
+    assert len(cluster.kubectl("logs", "talker", "--tail", "2").stdout.splitlines()) == 2
+    env = {**os.environ, "KUBECONFIG": cluster.state.kubeconfig, "HOME": cluster.data_dir}
+    follow = subprocess.Popen(["kubectl", "logs", "-f", "--tail", "1", "talker"], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        assert follow.stdout is not None
+        first = int(follow.stdout.readline().split()[1])
+        # New lines keep arriving while following (the pod prints one every 0.2 s).
+        assert [int(follow.stdout.readline().split()[1]) for _ in range(3)] == [first + 1, first + 2, first + 3]
+    finally:
+        follow.kill()
+        follow.wait()
+
+
+def test_kubectl_exec_stdin_and_exit_codes(cluster: Cluster) -> None:
+    assert cluster.kubectl("exec", "talker", "--", "echo", "hello").stdout == "hello\n"
+    failed = cluster.kubectl("exec", "talker", "--", "sh", "-c", "echo oops >&2; exit 3", check=False)
+    assert failed.returncode == 3
+    assert "oops" in failed.stderr
+    assert cluster.kubectl("exec", "-i", "talker", "--", "cat", stdin="from stdin\n").stdout == "from stdin\n"
+    missing = cluster.kubectl("exec", "talker", "--", "/no/such/binary", check=False)
+    assert missing.returncode != 0
+
+
+def test_status_shows_components_and_nodes(cluster: Cluster) -> None:
+    status = aiokube("status", "--data-dir", cluster.data_dir)
+    assert status.returncode == 0, status.stdout + status.stderr
+    for name in ("etcd", "apiserver", "controllers", "scheduler", *(f"{c}-{n}" for n in NODES for c in
+                                                                    ("containerd", "kubelet", "proxy", "clusterdns"))):
+        assert f"{name} " in status.stdout, status.stdout
+    for name in NODES:
+        assert f"node {name}" in status.stdout and "Ready=True" in status.stdout
+
+
+def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
+    uid = cluster.get("service", "web")["metadata"]["uid"]
+    down = aiokube("down", "--data-dir", cluster.data_dir)
+    assert down.returncode == 0, down.stderr
+    assert not [p.name for p in cluster.state.processes if p.alive()]
+    again = aiokube("up", "--data-dir", cluster.data_dir, "--nodes", str(len(NODES)))
+    assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
+    assert cluster.get("service", "web")["metadata"]["uid"] == uid  # etcd data kept
+    wait_until("the web pods to run again",
+               lambda: len([p for p in cluster.web_pods() if ready(p)]) == REPLICAS, timeout=90)
+    client = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == "node-1")["metadata"]["name"]
+    assert cluster.sh(client, http_get_script("web", 80)).strip()
+
+
+def test_down_purge_leaves_nothing_behind(cluster: Cluster) -> None:
+    processes = cluster.state.processes
+    down = aiokube("down", "--purge", "--data-dir", cluster.data_dir)
+    assert down.returncode == 0, down.stderr
+    assert not [p.name for p in processes if p.alive()], "processes left after down"
+    assert not os.path.exists(cluster.data_dir)
+    after = host_leftovers(cluster.data_dir)
+    # Only what appeared since before `up` counts (other clusters on the host may come and go meanwhile).
+    new = {kind: sorted(set(after[kind]) - set(cluster.before[kind])) for kind in after}
+    assert new == {kind: [] for kind in after}, new
