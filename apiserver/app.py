@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from aiokube.api.errors import ApiError, status_for
+from apiserver import metrics_api
 from apiserver.allocators import ServiceAllocators
 from apiserver.compactor import Compactor
 from apiserver.config import Config
@@ -175,7 +176,7 @@ class ApiServerApp:
         state = self.state
         if state is None:
             return json_response(status_for(503, "the API server is starting"), 503)
-        path = request.url.path
+        path: str = request.scope["path"]  # not request.url: building the URL object costs more than the route
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")  # clients such as the `kubernetes` package ask for /api/ and /version/
         started = time.perf_counter()
@@ -188,6 +189,8 @@ class ApiServerApp:
                     response = await fixed(state, request)
                 elif path.startswith("/openapi/v3/"):
                     response = _json_bytes(openapi.document_for(path[len("/openapi/v3/"):]))
+                elif path == metrics_api.PREFIX or path.startswith(metrics_api.PREFIX + "/"):
+                    response = await metrics_api.serve(state, request, path)  # kubectl top; not stored
                 else:
                     target = self._resolve(state, path)
                     if target is None:

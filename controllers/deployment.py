@@ -204,9 +204,21 @@ class _DeploymentSync:
         self.replace(updated)
         if size_changes:
             direction = "up" if new_scale > old_scale else "down"
+            log.info("deployment %s/%s: scaled %s %s %d -> %d; seen: %s", self.namespace, self.name, direction,
+                     rs["metadata"]["name"], old_scale, new_scale, self.describe_view())
             await emit(self.recorder, self.d, "Normal", "ScalingReplicaSet",
                        f"Scaled {direction} replica set {rs['metadata']['name']} from {old_scale} to {new_scale}")
         return size_changes, updated
+
+    def describe_view(self) -> str:
+        """The ReplicaSets as this pass sees them (spec/gen vs status), for the log line of a scaling step."""
+        parts = []
+        for rs in du.by_creation(self.rss):
+            st = rs.get("status") or {}
+            parts.append(f"{rs['metadata']['name']}[spec={du.replicas_of(rs)} gen={rs['metadata'].get('generation')}"
+                         f" obs={st.get('observedGeneration')} replicas={st.get('replicas')}"
+                         f" avail={st.get('availableReplicas')}]")
+        return " ".join(parts)
 
     def current(self, rs: Obj | None) -> Obj | None:
         """The latest copy of `rs` after writes made in this pass."""

@@ -234,6 +234,7 @@ class ReplicaSetReconciler:
         if diff < 0:
             count = min(-diff, self.burst_replicas)
             self.expectations.expect_creations(key, count)
+            log.info("replicaset %s: %d pods for %d wanted; creating %d", key, len(pods), len(pods) - diff, count)
             body = pod_from_template(rs)
 
             async def create_one() -> None:
@@ -250,6 +251,8 @@ class ReplicaSetReconciler:
             return error
         if diff > 0:
             victims = pods_to_delete(pods, min(diff, self.burst_replicas), now=self.clock())
+            log.info("replicaset %s: %d pods for %d wanted; deleting %s (ready: %s)", key, len(pods),
+                     len(pods) - diff, [p["metadata"]["name"] for p in victims], [is_ready(p) for p in victims])
             self.expectations.expect_deletions(key, [object_key(p) for p in victims])
             results = await asyncio.gather(*(self._delete_pod(key, rs, p) for p in victims))
             errors = [e for e in results if e is not None]

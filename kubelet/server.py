@@ -29,6 +29,7 @@ from kubelet.cri import CriError, RuntimeClient
 from kubelet.logs import LogOptions, log_exists, read_log
 from kubelet.node_status import meminfo
 from kubelet.runtime_state import ContainerRecord, list_runtime_pods
+from kubelet.spdy import SpdyConnection
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +192,53 @@ async def exec_session(node: NodeView, websocket: WebSocket, namespace: str, pod
 
 async def _exec_streaming(node: NodeView, websocket: WebSocket, container_id: str, command: list[str], *,
                           stdin: bool, tty: bool) -> None:
+    if stdin and not tty:
+        # Over SPDY so that the client's stdin close reaches the command (kubelet/spdy.py says why).
+        url = await node.runtime.exec_url(container_id, command, stdin=True, tty=False)
+        await _exec_spdy(websocket, url)
+        return
+    await _exec_websocket(node, websocket, container_id, command, stdin=stdin, tty=tty)
+
+
+async def _exec_spdy(websocket: WebSocket, url: str) -> None:
+    """Relay a non-tty exec with stdin: websocket channels <-> SPDY streams (stdin close -> FIN on stdin)."""
+    connection = await SpdyConnection.connect(url, "v4.channel.k8s.io")
+    try:
+        channel_of: dict[int, int] = {}
+        for stream_type, channel in (("error", STATUS), ("stdin", STDIN), ("stdout", STDOUT), ("stderr", STDERR)):
+            channel_of[await connection.open_stream({"streamType": stream_type})] = channel
+        stdin_stream = next(sid for sid, channel in channel_of.items() if channel == STDIN)
+
+        async def client_to_runtime() -> None:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    await connection.close()
+                    return
+                data = message.get("bytes") or (message.get("text") or "").encode()
+                if data[:1] == bytes([STDIN]) and len(data) > 1:
+                    await connection.send(stdin_stream, data[1:])
+                elif data[:2] == bytes([CLOSE, STDIN]):  # v5: the client's stdin reached its end
+                    await connection.send(stdin_stream, b"", fin=True)
+
+        forward = asyncio.create_task(client_to_runtime())
+        try:
+            async for frame in connection.frames():
+                out = channel_of.get(frame.stream_id)
+                if out is not None and out != STDIN and frame.data:
+                    await websocket.send_bytes(bytes([out]) + frame.data)
+        finally:
+            forward.cancel()
+    finally:
+        await connection.close()
+
+
+async def _exec_websocket(node: NodeView, websocket: WebSocket, container_id: str, command: list[str], *,
+                          stdin: bool, tty: bool) -> None:
     """Relay between the client and containerd's streaming server (websocket, v4.channel.k8s.io).
 
-    The runtime speaks v4 only: a v5 client's stdin-close (channel 255) cannot be forwarded, so commands that
-    wait for stdin EOF keep running until the client disconnects.
+    The runtime speaks v4 only: a v5 client's stdin-close (channel 255) cannot be forwarded; only tty sessions
+    take this path (they end when the user leaves the shell, not at stdin EOF).
     """
     url = await node.runtime.exec_url(container_id, command, stdin=stdin, tty=tty)
     ws_url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)

@@ -44,7 +44,8 @@ def component_available(module: str) -> bool:
 def check_prerequisites(nodes: int) -> None:
     missing = [b for b in ("etcd",) if shutil.which(b) is None]
     if nodes and component_available("kubelet"):
-        missing += [b for b in ("containerd", "runc", "ctr", "umoci") if shutil.which(b) is None]
+        missing += [b for b in ("containerd", "runc", "ctr", "umoci", "ip", "nsenter", "nft")
+                    if shutil.which(b) is None]
         if not os.path.isdir("/usr/lib/cni"):
             missing.append("CNI plugins (/usr/lib/cni)")
         if os.geteuid() != 0:

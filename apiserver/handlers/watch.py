@@ -189,10 +189,12 @@ class WatchStream:
             try:
                 # The subscription's __anext__ is cancel-safe (it only waits on an Event), so timing out here
                 # never loses an event.
+                # asyncio.timeout_at, unlike wait_for, needs no extra task per event and watcher.
                 if wake is None:
                     ev = await events.__anext__()
                 else:
-                    ev = await asyncio.wait_for(events.__anext__(), timeout=max(0.0, wake - now))
+                    async with asyncio.timeout_at(wake):
+                        ev = await events.__anext__()
             except TimeoutError:
                 continue
             except StopAsyncIteration:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiokube.api import resources
 from aiokube.api.types import Obj
+from apiserver import metrics_api
 
 
 def resource_list(group: str, version: str) -> Obj:
@@ -43,6 +44,7 @@ def api_versions(server_address: str) -> Obj:
 
 def api_group_list() -> Obj:
     groups = [_group(g, vs) for g, vs in resources.group_versions().items() if g]
+    groups.append(metrics_api.discovery_group())  # served by apiserver/metrics_api.py, not the registry
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 

@@ -5,9 +5,9 @@ Shows, in file order on the same cluster: a Deployment spreads over the three no
 pods on nodes 2 and 3 by IP; `web.default.svc.cluster.local` answers from a pod and is balanced over backends
 on every node; cluster DNS answers for normal and headless Services; a NodePort answers on every node IP; a
 pod whose readiness fails leaves the rotation; deleting a Service removes its rules on every node; `kubectl
-logs` (plain, --tail, -f) and `kubectl exec` (stdin, exit codes); `aiokube status`; `aiokube up` on the same
-data dir brings the cluster back; `aiokube down --purge` leaves no process, netns, route, nft table, CNI chain,
-cgroup or mount behind.
+logs` (plain, --tail, -f), `kubectl exec` (stdin, exit codes) and `kubectl top`; `aiokube status`; `aiokube
+up` on the same data dir brings the cluster back; `aiokube down --purge` leaves no process, netns, route, nft
+table, CNI chain, cgroup or mount behind.
 """
 
 from __future__ import annotations
@@ -245,8 +245,16 @@ def test_dns_answers_for_normal_and_headless_services(cluster: Cluster) -> None:
     assert cluster_ip in normal
     headless = cluster.sh(client, "nslookup web-headless.default.svc.cluster.local")
     assert {p["status"]["podIP"] for p in pods} <= set(headless.split()), headless
-    short = cluster.sh(client, "nslookup web")  # through the search path
-    assert cluster_ip in short
+    # Through the search path (busybox nslookup tries every suffix and exits 1 when the last is NXDOMAIN).
+    short = cluster.kubectl("exec", client, "--", "nslookup", "web", check=False).stdout
+    assert "Name:\tweb.default.svc.cluster.local" in short and cluster_ip in short, short
+
+
+def test_pods_reach_the_api_server_through_the_kubernetes_service(cluster: Cluster) -> None:
+    client = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == "node-2")["metadata"]["name"]
+    request = "printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 3 kubernetes.default.svc.cluster.local 443"
+    answer = cluster.sh(client, request)
+    assert answer.startswith("HTTP/1.1 200") and '"gitVersion"' in answer, answer
 
 
 def test_node_port_answers_on_every_node_ip(cluster: Cluster) -> None:
@@ -322,9 +330,34 @@ def test_kubectl_exec_stdin_and_exit_codes(cluster: Cluster) -> None:
     failed = cluster.kubectl("exec", "talker", "--", "sh", "-c", "echo oops >&2; exit 3", check=False)
     assert failed.returncode == 3
     assert "oops" in failed.stderr
-    assert cluster.kubectl("exec", "-i", "talker", "--", "cat", stdin="from stdin\n").stdout == "from stdin\n"
+    # `cat` ends only when kubectl's stdin close reaches it (relayed over SPDY, kubelet/spdy.py).
+    echoed = cluster.kubectl("exec", "-i", "talker", "--", "cat", stdin="from stdin\nline 2\n")
+    assert echoed.stdout == "from stdin\nline 2\n"
+    counted = cluster.kubectl("exec", "-i", "talker", "--", "sh", "-c", "wc -c; exit 5", stdin="x" * 200_000,
+                              check=False)
+    assert (counted.returncode, counted.stdout.strip()) == (5, "200000")
     missing = cluster.kubectl("exec", "talker", "--", "/no/such/binary", check=False)
     assert missing.returncode != 0
+
+
+def test_kubectl_top_nodes_and_pods(cluster: Cluster) -> None:
+    nodes = cluster.kubectl("top", "nodes").stdout.splitlines()
+    assert nodes[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"], nodes
+    assert sorted(line.split()[0] for line in nodes[1:]) == list(NODES)
+    pods = cluster.kubectl("top", "pods").stdout.splitlines()
+    assert pods[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"], pods
+    assert {line.split()[0] for line in pods[1:]} == {p["metadata"]["name"] for p in cluster.web_pods()} | {"talker"}
+    for line in pods[1:]:
+        cpu, memory = line.split()[1:]
+        assert cpu.endswith("m") and memory.endswith("Mi"), line
+    containers = cluster.kubectl("top", "pod", "talker", "--containers").stdout.splitlines()
+    assert containers[1].split()[:2] == ["talker", "talk"], containers
+    raw = json.loads(cluster.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/talker")
+                     .stdout)
+    assert raw["kind"] == "PodMetrics" and raw["containers"][0]["name"] == "talk"
+    assert int(raw["containers"][0]["usage"]["memory"].removesuffix("Ki")) > 0  # a shell is using some memory
+    selected = cluster.kubectl("top", "pods", "-l", "app=web").stdout
+    assert "talker" not in selected
 
 
 def test_status_shows_components_and_nodes(cluster: Cluster) -> None:
@@ -339,14 +372,20 @@ def test_status_shows_components_and_nodes(cluster: Cluster) -> None:
 
 def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
     uid = cluster.get("service", "web")["metadata"]["uid"]
+    old_containers = {p["status"]["containerStatuses"][0]["containerID"] for p in cluster.web_pods()}
     down = aiokube("down", "--data-dir", cluster.data_dir)
     assert down.returncode == 0, down.stderr
     assert not [p.name for p in cluster.state.processes if p.alive()]
     again = aiokube("up", "--data-dir", cluster.data_dir, "--nodes", str(len(NODES)))
     assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
     assert cluster.get("service", "web")["metadata"]["uid"] == uid  # etcd data kept
-    wait_until("the web pods to run again",
-               lambda: len([p for p in cluster.web_pods() if ready(p)]) == REPLICAS, timeout=90)
+
+    def recreated() -> bool:  # ready in new containers (the stored status still says ready from before `down`)
+        pods = [p for p in cluster.web_pods() if ready(p)]
+        ids = {s.get("containerID") for p in pods for s in p["status"].get("containerStatuses", [])}
+        return len(pods) == REPLICAS and not ids & old_containers
+
+    wait_until("the web pods to run again in new containers", recreated, timeout=90)
     client = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == "node-1")["metadata"]["name"]
     assert cluster.sh(client, http_get_script("web", 80)).strip()
 

@@ -3,6 +3,7 @@ Service written at start-up, and PodScheduled=True set by the binding subresourc
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import subprocess
 from typing import Any
@@ -34,8 +35,10 @@ async def test_cluster_ip_is_allocated_and_shown_by_kubectl(api: httpx.AsyncClie
     assert stored["spec"]["clusterIP"] == spec["clusterIP"]
     # Allocated values belong to no field manager, as in Kubernetes.
     assert "f:clusterIP" not in str(stored["metadata"]["managedFields"])
-    out = subprocess.run([KUBECTL, "--server", apiserver, "get", "svc", "web", "--no-headers"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout.split()
+    done = await asyncio.to_thread(subprocess.run, [KUBECTL, "--server", apiserver, "get", "svc", "web",
+                                                     "--no-headers"], capture_output=True, text=True, timeout=30,
+                                   check=True)
+    out = done.stdout.split()
     assert out[:5] == ["web", "ClusterIP", spec["clusterIP"], "<none>", "80/TCP"]
 
 

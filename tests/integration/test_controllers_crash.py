@@ -13,6 +13,7 @@ Pods never run (no node agent here): the checker marks them Ready through pods/s
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -99,7 +100,8 @@ async def rolled_out(client: ApiClient, namespace: str, name: str, replicas: int
 async def test_sigkill_during_rolling_update_converges_without_extra_pods(
         client: ApiClient, namespace: str, kubeconfig: str, tmp_path: Path,
         processes: list[ManagerProcess]) -> None:
-    seed = random.randrange(1 << 30)
+    # AIOKUBE_CRASH_SEED replays the kill schedule of a failed run (the seed is in every assertion message).
+    seed = int(os.environ.get("AIOKUBE_CRASH_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     # Bystanders that must survive everything: an unowned pod with the app's labels is adopted by the
     # ReplicaSet (so it is left out), but these are never anyone's to delete.
