@@ -37,9 +37,13 @@ def _allows_create_on_update(handle: ResourceHandle) -> bool:
 
 
 def ready_to_go(obj: Obj) -> bool:
-    """An object being deleted is removed from storage once nothing holds it any more."""
+    """An object being deleted is removed from storage by the update that lets go of it: no finalizers left and
+    no grace period running (as Kubernetes' ShouldDeleteDuringUpdate). A pod in graceful deletion keeps
+    taking status updates until its node agent finishes it with a grace-0 DELETE."""
     meta = obj.get("metadata", {})
     if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+        return False
+    if int(meta.get("deletionGracePeriodSeconds") or 0) != 0:
         return False
     return not (obj.get("kind") == "Namespace" and obj.get("spec", {}).get("finalizers"))
 

@@ -60,6 +60,10 @@ async def test_pod_graceful_deletion(api: httpx.AsyncClient) -> None:
     graceful = (await api.delete(f"{PODS}/bound")).json()
     assert graceful["metadata"]["deletionGracePeriodSeconds"] == 30 and graceful["metadata"]["deletionTimestamp"]
     assert (await api.get(f"{PODS}/bound")).status_code == 200
+    # While its grace period runs the node agent keeps writing status; that must not remove the pod early.
+    status = await api.patch(f"{PODS}/bound/status", json={"status": {"phase": "Running"}}, headers=MERGE)
+    assert status.status_code == 200, status.text
+    assert (await api.get(f"{PODS}/bound")).json()["status"]["phase"] == "Running"
     final = await api.request("DELETE", f"{PODS}/bound", json={"gracePeriodSeconds": 0})  # the node agent's
     assert final.status_code == 200
     assert (await api.get(f"{PODS}/bound")).status_code == 404
