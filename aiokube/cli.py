@@ -53,7 +53,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for node in nodes:
         ready = next((c["status"] for c in node.get("status", {}).get("conditions", []) if c["type"] == "Ready"),
                      "Unknown")
-        print(f"node {node['metadata']['name']:<19} Ready={ready}")
+        address = next((a["address"] for a in node.get("status", {}).get("addresses", [])
+                        if a.get("type") == "InternalIP"), "-")
+        print(f"node {node['metadata']['name']:<19} Ready={ready:<8} {address:<16} "
+              f"pods {node.get('spec', {}).get('podCIDR', '-')}")
     return 0 if all(p.alive() for p in state.processes) else 1
 
 
@@ -117,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="start a local cluster in the background and wait until it is ready")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    p.add_argument("--nodes", type=int, default=1, help="number of nodes (default 1)")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="number of nodes (default: 1, or as many as last time on an existing data dir)")
     p.add_argument("--port", type=int, default=6443, help="API server port (default 6443)")
     p.add_argument("--etcd-port", type=int, default=2379, help="etcd client port; the peer port is this + 1")
     p.set_defaults(func=_cmd_up)

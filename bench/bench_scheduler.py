@@ -46,12 +46,17 @@ class Figures:
     cpu_seconds: float
     peak_rss_mb: float
     apiserver_cpu_seconds: float
+    etcd_cpu_seconds: float
+    bench_cpu_seconds: float  # this process: its watch decoding every pod update competes for the 2 cores
+    scheduled_events: int  # Scheduled events written by the end of the run (one per pod is expected)
 
     def line(self) -> str:
         return (f"{self.nodes:>6} nodes {self.pods:>6} pods | {self.pods / self.bind_seconds:7.1f} pods/s "
                 f"(first→last bind {self.bind_seconds:6.2f}s) | {self.pods / self.total_seconds:7.1f} pods/s incl. "
                 f"start+sync {self.sync_seconds:5.2f}s | scheduler CPU {self.cpu_seconds:6.2f}s "
                 f"| peak RSS {self.peak_rss_mb:6.1f} MiB | API server CPU {self.apiserver_cpu_seconds:6.2f}s "
+                f"| etcd CPU {self.etcd_cpu_seconds:5.2f}s | bench watcher CPU {self.bench_cpu_seconds:5.2f}s "
+                f"| Scheduled events {self.scheduled_events} "
                 f"| setup (create) {self.create_seconds:6.1f}s")
 
 
@@ -133,7 +138,18 @@ async def count_bound(client: ApiClient, total: int, start_rv: str, started: flo
             raise RuntimeError("gave up waiting for bindings")
 
 
-async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) -> Figures:
+async def count_scheduled_events(client: ApiClient, expected: int, patience: float = 10.0) -> int:
+    """Scheduled events in "default", waiting up to `patience` seconds for the asynchronous writes to land."""
+    deadline = time.monotonic() + patience
+    while True:
+        events = (await client.list("events", namespace="default"))["items"]
+        count = sum(1 for e in events if e.get("reason") == "Scheduled")
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.5)
+
+
+async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str, etcd_pid: int) -> Figures:
     prefix = f"/bench-{num_nodes}-{num_pods}-{os.getpid()}"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -155,17 +171,23 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str) 
             create_seconds = time.monotonic() - t0
             rv = (await client.list("pods", namespace="default", limit=1))["metadata"]["resourceVersion"]
             apiserver_cpu_before = proc_cpu_seconds(apiserver.pid)
+            etcd_cpu_before = proc_cpu_seconds(etcd_pid)
+            bench_cpu_before = time.process_time()
             started = time.monotonic()
             profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
             extra = os.environ.get("BENCH_SCHEDULER_ARGS", "").split()  # e.g. "--bind-concurrency 32"
             scheduler = spawn([sys.executable, *profile, "-m", "scheduler", "--kubeconfig", str(kubeconfig), *extra],
                               quiet=True)
             first, last = await count_bound(client, num_pods, rv, started)
+            scheduled_events = await count_scheduled_events(client, num_pods)
         cpu = proc_cpu_seconds(scheduler.pid)
         rss = proc_peak_rss_mb(scheduler.pid)
         apiserver_cpu = proc_cpu_seconds(apiserver.pid) - apiserver_cpu_before
+        etcd_cpu = proc_cpu_seconds(etcd_pid) - etcd_cpu_before
+        bench_cpu = time.process_time() - bench_cpu_before
         return Figures(num_nodes, num_pods, create_seconds, first - started, max(last - first, 1e-9),
-                       last - started, cpu, rss, apiserver_cpu)
+                       last - started, cpu, rss, apiserver_cpu, etcd_cpu, bench_cpu,
+                       scheduled_events)
     finally:
         for process in (scheduler, apiserver):
             if process is not None and process.poll() is None:
@@ -216,7 +238,7 @@ async def main() -> None:
     try:
         print(f"scheduler benchmark on {os.cpu_count()} cores (etcd + API server + scheduler on this machine)")
         for num_nodes, num_pods in cases:
-            figures = await run_case(num_nodes, num_pods, workdir, etcd.url)
+            figures = await run_case(num_nodes, num_pods, workdir, etcd.url, etcd.process.pid)
             print(figures.line(), flush=True)
     finally:
         etcd.stop()

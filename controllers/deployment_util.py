@@ -215,8 +215,23 @@ def total_spec_replicas(rss: list[Obj]) -> int:
     return sum(replicas_of(rs) for rs in rss)
 
 
+def pods_at_most(rs: Obj) -> int:
+    """How many pods an RS may still have: its spec, or more while a scale-down's deletions are pending.
+
+    status.replicas only drops once the ReplicaSet controller has seen its deletions come back, so an old
+    ReplicaSet just scaled down from 6 to 3 still reports 6 and counts as 6 here.
+    """
+    return max(replicas_of(rs), int(rs.get("status", {}).get("replicas") or 0))
+
+
 def new_rs_new_replicas(d: Obj, all_rss: list[Obj], new_rs: Obj) -> int:
-    """How many replicas the new ReplicaSet may have now (NewRSNewReplicas)."""
+    """How many replicas the new ReplicaSet may have now (NewRSNewReplicas).
+
+    Kubernetes counts the surge on spec.replicas alone, so for a moment pods may exceed replicas + maxSurge:
+    scaling an old ReplicaSet down lets the new one grow at once, racing the old pods' deletion. Counting an
+    RS's pending pods too (pods_at_most) keeps the bound on real pods; the growth waits for the old
+    ReplicaSet's status to show the deletions, and that status update requeues the Deployment.
+    """
     desired = replicas_of(d)
     if not is_rolling(d):
         return desired
@@ -224,7 +239,7 @@ def new_rs_new_replicas(d: Obj, all_rss: list[Obj], new_rs: Obj) -> int:
     if current >= desired:
         return current
     surge = resolve_fenceposts(d)[0]
-    total = total_spec_replicas(all_rss)
+    total = sum(pods_at_most(rs) for rs in all_rss)
     max_total = desired + surge
     if total >= max_total:
         return current
@@ -316,11 +331,16 @@ def status_observed(rs: Obj) -> bool:
 
 
 def available_for_scale_down(rs: Obj) -> int:
-    """Available replicas a scale-down may rely on. A status that has not observed the latest spec may still
-    count pods that are gone (a ReplicaSet controller killed between deleting pods and reporting it leaves
-    exactly that behind), so it is never trusted beyond what the spec asks for."""
-    available = available_of(rs)
-    return available if status_observed(rs) else min(available, replicas_of(rs))
+    """Available replicas a scale-down may rely on: never more than the spec asks for.
+
+    A ReplicaSet's status can count pods its controller is already deleting, even when observedGeneration has
+    caught up: the ReplicaSet controller (like Kubernetes') computes status from the pods it saw *before*
+    deleting the excess, and the corrected status only follows once the deletions come back through its watch
+    (or never, if it is killed in between). Capping by spec.replicas is exact for that window, because the
+    ReplicaSet controller deletes not-ready pods first: after it has deleted down to spec, the available pods
+    left are min(available before, spec). Trusting the raw count let the Deployment controller scale an old
+    ReplicaSet down a second time by the pods already going, dropping availability below minAvailable."""
+    return min(available_of(rs), replicas_of(rs))
 
 
 # --- conditions ----------------------------------------------------------------------------------------------

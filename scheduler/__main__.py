@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 
-from scheduler.http_transport import KeepAliveTransport
 from scheduler.scheduler import Scheduler
 
 log = logging.getLogger("scheduler")
@@ -43,12 +42,10 @@ async def main_async(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     lost = False
     config = load_kubeconfig(args.kubeconfig)
-    # Writes (bindings, status, events) go through the lean keep-alive transport when the server is plain
-    # HTTP; watches keep httpx's streaming transport on a client of their own.
-    write_options = {"transport": KeepAliveTransport()} if config.server.startswith("http://") else {}
-    async with (ApiClient.from_config(config, **write_options) as client,
-                ApiClient.from_config(config) as watch_client):
-        scheduler = Scheduler(client, watch_client=watch_client,
+    # One client: its writes (bindings, events) take the client's lean HTTP/1.1 path on plain http://, while
+    # watches stream through httpx's own pool.
+    async with ApiClient.from_config(config) as client:
+        scheduler = Scheduler(client,
                               percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
                               bind_concurrency=args.bind_concurrency)
         if args.leader_elect:
@@ -81,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: hundreds of lines a second while binding.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return asyncio.run(main_async(args))
 
 

@@ -221,6 +221,10 @@ class SchedulerCache:
         self.assumed.discard(key)
         return self._remove_from_node(key)
 
+    def pod_info_of(self, key: str) -> PodInfo | None:
+        node = self._pod_node.get(key)
+        return None if node is None else self.nodes[node].pods.get(key)
+
     def node_of(self, key: str) -> str | None:
         return self._pod_node.get(key)
 

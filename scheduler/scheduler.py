@@ -24,6 +24,7 @@ from aiokube.api.types import Obj
 from scheduler.algorithm import Algorithm, FitError
 from scheduler.binder import DEFAULT_CONCURRENCY, Binder
 from scheduler.cache import SchedulerCache, node_allocatable, node_static_key
+from scheduler.event_sink import EventSink
 from scheduler.framework import CycleState
 from scheduler.plugins import default_preemption
 from scheduler.plugins.resources_fit import NOMINATED_KEY
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 SCHEDULER_NAME = "default-scheduler"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 STATUS_WRITE_CONCURRENCY = 4
+# The pod spec fields PodInfo is parsed from (besides containers, compared separately).
+_PARSED_SPEC_FIELDS = ("initContainers", "overhead", "affinity", "priority", "tolerations", "nodeSelector")
 
 
 def _utc_now() -> str:
@@ -75,6 +78,7 @@ class Scheduler:
         self.scheduler_name = scheduler_name
         self.recorder = recorder or EventRecorder(client, component=scheduler_name,
                                                   max_concurrent_writes=STATUS_WRITE_CONCURRENCY)
+        self.events = EventSink(self.recorder, workers=STATUS_WRITE_CONCURRENCY)
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(clock, initial_backoff=initial_backoff, max_backoff=max_backoff)
         self.plugins = default_plugins(self.cache, weights)
@@ -112,6 +116,20 @@ class Scheduler:
     def _info(self, pod: Obj) -> PodInfo:
         return pod_info(pod, self.priority_of(pod))
 
+    def _bound_info(self, old: Obj, new: Obj, key: str) -> PodInfo:
+        """PodInfo for a bound pod's update, reusing the cached parse when nothing it depends on changed.
+
+        Every bind confirmation and kubelet status write lands here; re-parsing quantities for each costs more
+        than the rest of the update. Requests, ports, affinity and priority live in fields that are immutable
+        once the pod exists, but the containers are compared anyway (in-place resize may change them)."""
+        cached = self.cache.pod_info_of(key)
+        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+        if (cached is None or self.cache.node_of(key) != new_spec.get("nodeName")
+                or any(old_spec.get(f) != new_spec.get(f) for f in _PARSED_SPEC_FIELDS)
+                or cached.pod.get("spec", {}).get("containers") != new_spec.get("containers")):
+            return self._info(new)
+        return replace(cached, pod=new, labels=dict(new["metadata"].get("labels") or {}))
+
     def responsible_for(self, pod: Obj) -> bool:
         spec = pod.get("spec") or {}
         return ((spec.get("schedulerName") or SCHEDULER_NAME) == self.scheduler_name
@@ -137,7 +155,7 @@ class Scheduler:
                 if self.cache.remove_pod(key) is not None:
                     self.queue.move_all()
                 return
-            self.cache.add_or_update_pod(self._info(new))
+            self.cache.add_or_update_pod(self._bound_info(old, new, key))
             if _is_assigned(old) and (old["metadata"].get("labels") != new["metadata"].get("labels")):
                 self.queue.move_all()
             if key in self._bound_by_us:
@@ -236,7 +254,7 @@ class Scheduler:
         except Exception as exc:  # a plugin bug must not stop the scheduler; retry with backoff
             log.exception("scheduling %s failed", pod.key)
             self.queue.add_backoff(qp)
-            self._spawn(self.recorder.event(pod.pod, "Warning", "FailedScheduling", str(exc)))
+            self.events.emit(pod.pod, "Warning", "FailedScheduling", str(exc))
             return
         self.cache.assume(pod, node)
         self.queue.done(pod.key)
@@ -258,7 +276,7 @@ class Scheduler:
         message = fit.message()
         log.info("pod %s is unschedulable: %s", pod.key, message)
         self.queue.add_unschedulable(qp)
-        self._spawn(self.recorder.event(pod.pod, "Warning", "FailedScheduling", message))
+        self.events.emit(pod.pod, "Warning", "FailedScheduling", message)
         self._spawn(self._write_unschedulable(pod.pod, message, nominated))
 
     def _check_node(self, state: CycleState, pod: PodInfo, node: Any) -> Any:
@@ -280,8 +298,7 @@ class Scheduler:
                 if exc.code != 404:
                     raise
             uid = pod.pod["metadata"].get("uid", "")
-            self._spawn(self.recorder.event(victim.pod, "Normal", "Preempted",
-                                            f"Preempted by pod {uid} on node {node}"))
+            self.events.emit(victim.pod, "Normal", "Preempted", f"Preempted by pod {uid} on node {node}")
 
     async def _write_unschedulable(self, pod: Obj, message: str, nominated: str | None) -> None:
         status = pod.get("status") or {}
@@ -331,8 +348,7 @@ class Scheduler:
             # The informer's event already arrived before the binding response.
             self._bound_by_us.discard(key)
             self._ensure_scheduled_condition(current.pods[key].pod)
-        self._spawn(self.recorder.event(pod, "Normal", "Scheduled",
-                                        f"Successfully assigned {key} to {node}"))
+        self.events.emit(pod, "Normal", "Scheduled", f"Successfully assigned {key} to {node}")
 
     def _on_bind_failed(self, pod: Obj, node: str, exc: Exception) -> None:
         meta = pod["metadata"]
@@ -346,7 +362,7 @@ class Scheduler:
         if qp is None:
             qp = QueuedPod(info=self._info(pod), timestamp=self.queue.clock(), attempts=1)
         self.queue.add_backoff(qp)
-        self._spawn(self.recorder.event(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}"))
+        self.events.emit(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
         self.queue.move_all()  # the assumed resources are free again
 
     def _spawn(self, coro: Any) -> None:
@@ -388,6 +404,7 @@ class Scheduler:
                     await asyncio.sleep(0)
         finally:
             await self.binder.aclose()
+            await self.events.aclose()
             for task in list(self._background):
                 task.cancel()
 

@@ -3,22 +3,28 @@
 One `httpx.AsyncClient` (one connection pool) per `ApiClient`. Resources are named as
 `aiokube.api.resources.lookup()` accepts them and URLs come from the registry. Every non-2xx answer becomes an
 `ApiError` decoded from the Status body; retries follow `retry.RetryPolicy`.
+
+For a plain http:// server (and no injected transport) the typed verbs skip httpx and go through
+`http11.Http11Pool`, which costs a fraction of httpx's per-request CPU; watches and the raw `request()` escape
+hatch always use httpx. JSON is encoded and decoded with orjson.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+import orjson
 
 from aiokube.api.errors import ApiError
 from aiokube.api.resources import ResourceInfo, lookup
 from aiokube.api.types import Obj
 from aiokube.client.clock import REAL_CLOCK, Clock
+from aiokube.client.http11 import Http11Pool, RawResponse
 from aiokube.client.kubeconfig import KubeConfig, load_kubeconfig
 from aiokube.client.retry import RetryPolicy, parse_retry_after, retryable_exception, retryable_status
 
@@ -55,7 +61,7 @@ class ApiClient:
                  verify: Any = True, namespace: str = "default",
                  transport: httpx.AsyncBaseTransport | None = None,
                  retry: RetryPolicy | None = None, clock: Clock = REAL_CLOCK,
-                 user_agent: str = "aiokube-client/0.1") -> None:
+                 user_agent: str = "aiokube-client/0.1", lean_http: bool = True) -> None:
         headers = {"Accept": "application/json", "User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -65,6 +71,11 @@ class ApiClient:
         self._clock = clock
         self._http = httpx.AsyncClient(base_url=self.server, headers=headers, verify=verify,
                                        transport=transport, timeout=DEFAULT_TIMEOUT)
+        # An injected transport (tests' mocks) must see every request, so the lean path is only for the default.
+        self._lean: Http11Pool | None = None
+        if lean_http and transport is None and self.server.startswith("http://"):
+            self._lean = Http11Pool.for_url(self.server)
+        self._lean_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
 
     @classmethod
     def from_config(cls, config: KubeConfig, **kwargs: Any) -> ApiClient:
@@ -82,6 +93,8 @@ class ApiClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._http.aclose()
 
     # -- the raw layer ----------------------------------------------------------------------------------
@@ -108,12 +121,50 @@ class ApiClient:
                 continue
             return response
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
-        response = await self.request(method, path, **kwargs)
-        if not response.is_success:
-            raise error_from_response(response)
-        result: Obj = response.json()
-        return result
+    async def _json(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                    json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> Obj:
+        """Send a typed verb's request and decode its JSON answer; non-2xx raises ApiError."""
+        if json is not None:
+            content = orjson.dumps(json)
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        if self._lean is None:
+            response = await self.request(method, path, params=params, content=content, headers=headers)
+            if not response.is_success:
+                raise error_from_response(response)
+            result: Obj = orjson.loads(response.content)
+            return result
+        raw = await self._lean_request(method, path, params, content or b"", headers)
+        if not raw.is_success:
+            raise error_from_response(raw.to_httpx(method, self.server + path))
+        decoded: Obj = orjson.loads(raw.content)
+        return decoded
+
+    async def _lean_request(self, method: str, path: str, params: dict[str, str] | None, body: bytes,
+                            headers: dict[str, str] | None) -> RawResponse:
+        """`request()`'s retry loop over the lean pool."""
+        assert self._lean is not None
+        target = f"{path}?{urlencode(params)}" if params else path
+        header_list = self._lean_headers
+        if headers:
+            header_list = [*header_list, *((k.encode(), v.encode()) for k, v in headers.items())]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                raw = await self._lean.send(method, target, header_list, body)
+            except httpx.TransportError as exc:
+                if attempt >= self.retry.max_attempts or not retryable_exception(method, exc):
+                    raise
+                delay = self.retry.delay(attempt)
+                log.debug("%s %s failed (%s); retrying in %.2fs", method, path, exc, delay)
+                await self._clock.sleep(delay)
+                continue
+            if attempt < self.retry.max_attempts and retryable_status(method, raw.status_code):
+                delay = self.retry.delay(attempt, parse_retry_after(raw.header("Retry-After")))
+                log.debug("%s %s answered %d; retrying in %.2fs", method, path, raw.status_code, delay)
+                await self._clock.sleep(delay)
+                continue
+            return raw
 
     def _namespace_for(self, info: ResourceInfo, namespace: str | None, body: Obj | None = None) -> str | None:
         if not info.namespaced:
@@ -184,9 +235,9 @@ class ApiClient:
         if force is not None:
             params["force"] = "true" if force else "false"
         # JSON is valid YAML, so an apply body that is a dict is sent as JSON.
-        content = body if isinstance(body, str) else json.dumps(body)
+        content = body.encode() if isinstance(body, str) else orjson.dumps(body)
         return await self._json("PATCH", info.path(self._namespace_for(info, namespace), name, subresource),
-                                content=content.encode(), params=params,
+                                content=content, params=params,
                                 headers={"Content-Type": PATCH_CONTENT_TYPES[patch_type]})
 
     async def delete(self, resource: str, name: str, namespace: str | None = None, *,
@@ -202,7 +253,7 @@ class ApiClient:
         if preconditions:
             options["preconditions"] = preconditions
         return await self._json("DELETE", info.path(self._namespace_for(info, namespace), name),
-                                content=json.dumps(options).encode(),
+                                content=orjson.dumps(options),
                                 headers={"Content-Type": "application/json"})
 
     async def create_subresource(self, resource: str, name: str, subresource: str, body: Obj,
@@ -234,22 +285,68 @@ class ApiClient:
         if timeout_seconds is not None:
             params["timeoutSeconds"] = str(timeout_seconds)
         path = info.path(namespace if info.namespaced else None)
+        chunks = self._lean_stream_chunks(path, params) if self._lean else self._stream_chunks(path, params)
+        try:
+            # One JSON document per line; split bytes and decode with orjson (no str round trip).
+            pending = b""
+            async for chunk in chunks:
+                lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event: Obj = orjson.loads(line)
+                    if event.get("type") == "ERROR":
+                        raise ApiError.from_status(event.get("object") or {})
+                    yield event
+            if pending.strip():
+                last: Obj = orjson.loads(pending)
+                if last.get("type") == "ERROR":
+                    raise ApiError.from_status(last.get("object") or {})
+                yield last
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+            log.debug("watch %s ended by a broken stream: %s", path, exc)
+        finally:
+            await chunks.aclose()
+
+    async def _stream_chunks(self, path: str, params: dict[str, str]) -> AsyncGenerator[bytes, None]:
+        """The body of a streamed GET through httpx; a refusal raises its ApiError."""
         response = await self._open_stream(path, params)
         try:
             if not response.is_success:
                 await response.aread()
                 raise error_from_response(response)
-            async for line in response.aiter_lines():
-                if not line.strip():
-                    continue
-                event: Obj = json.loads(line)
-                if event.get("type") == "ERROR":
-                    raise ApiError.from_status(event.get("object") or {})
-                yield event
-        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
-            log.debug("watch %s ended by a broken stream: %s", path, exc)
+            async for chunk in response.aiter_bytes():
+                yield chunk
         finally:
             await response.aclose()
+
+    async def _lean_stream_chunks(self, path: str, params: dict[str, str]) -> AsyncGenerator[bytes, None]:
+        """`_stream_chunks` over the lean pool (its own connection per stream), with the same retries."""
+        assert self._lean is not None
+        target = f"{path}?{urlencode(params)}" if params else path
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._lean.stream("GET", target, self._lean_headers)
+            except httpx.TransportError as exc:
+                if attempt >= self.retry.max_attempts or not retryable_exception("GET", exc):
+                    raise
+                await self._clock.sleep(self.retry.delay(attempt))
+                continue
+            try:
+                if not response.is_success:
+                    raw = await response.read()
+                    if attempt < self.retry.max_attempts and retryable_status("GET", raw.status_code):
+                        await self._clock.sleep(self.retry.delay(attempt, parse_retry_after(raw.header("Retry-After"))))
+                        continue
+                    raise error_from_response(raw.to_httpx("GET", self.server + target))
+                async for chunk in response.iter_bytes():
+                    yield chunk
+                return
+            finally:
+                response.close()
 
     async def _open_stream(self, path: str, params: dict[str, str]) -> httpx.Response:
         attempt = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from aiokube.api.errors import ApiError
@@ -53,7 +54,9 @@ class EventRecorder:
         self.host = host or socket.gethostname()
         self._clock = clock
         self._limit = asyncio.Semaphore(max_concurrent_writes)
-        self._seen: dict[tuple[str, ...], _Seen] = {}
+        # Ordered by last sighting (oldest first) so expiry looks only at the front: a scan of every entry per
+        # event made recording quadratic in the number of distinct events (one per scheduled pod).
+        self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
 
     async def event(self, involved: Obj, type_: str, reason: str, message: str) -> None:
         """Record one event about `involved`; never raises."""
@@ -78,6 +81,7 @@ class EventRecorder:
         if seen is not None:
             seen.count += 1
             seen.last_seen = now_mono
+            self._seen.move_to_end(key)
             patch = {"count": seen.count, "lastTimestamp": format_time(now)}
             try:
                 await self.client.patch("events", seen.name, patch, seen.namespace, patch_type="merge")
@@ -104,5 +108,8 @@ class EventRecorder:
             raise
 
     def _expire(self, now_mono: float) -> None:
-        for key in [k for k, s in self._seen.items() if now_mono - s.last_seen > AGGREGATION_WINDOW]:
-            del self._seen[key]
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if now_mono - oldest.last_seen <= AGGREGATION_WINDOW:
+                return
+            self._seen.popitem(last=False)

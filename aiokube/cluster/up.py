@@ -10,8 +10,10 @@ Running `up` again on the same data dir brings the same cluster back with its st
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib.util
+import math
 import os
 import shutil
 import subprocess
@@ -72,15 +74,24 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-def _ready_nodes(server: str) -> set[str]:
+def _ready_nodes(server: str, since: float = 0.0) -> set[str]:
+    """Nodes whose Ready condition is True and was heartbeated at or after `since` (epoch seconds): after a
+    restart the stored conditions still say Ready from before, so only a fresh heartbeat counts."""
     response = httpx.get(f"{server}/api/v1/nodes", timeout=5)
     response.raise_for_status()
     ready = set()
     for node in response.json().get("items", []):
         for cond in node.get("status", {}).get("conditions", []):
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
+            if cond.get("type") == "Ready" and cond.get("status") == "True" and \
+                    _epoch(cond.get("lastHeartbeatTime")) >= since:
                 ready.add(node["metadata"]["name"])
     return ready
+
+
+def _epoch(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _start_etcd(state: ClusterState) -> ManagedProcess:
@@ -123,9 +134,9 @@ def _add_host_route(pod_cidr: str, node_ip: str) -> None:
                    check=True, capture_output=True, timeout=30)
 
 
-def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str],
-                progress: Progress) -> list[ManagedProcess]:
-    """containerd, node agent and DNS inside the node's netns; its service proxy on the host programming it."""
+def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str], progress: Progress) -> None:
+    """containerd, node agent and DNS inside the node's netns; its service proxy on the host programming it.
+    Each process is recorded (and saved) as soon as it runs, so a failure later still lets `down` stop it."""
     from aiokube.node.containerd import ContainerdConfig, start_containerd
     from aiokube.node.images import import_all
 
@@ -142,8 +153,9 @@ def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str],
     containerd = start_containerd(ContainerdConfig(root_dir=os.path.join(root, "containerd"), pod_cidr=pod_cidr,
                                                    netns=net.netns_path, cgroup_prefix=cgroup_prefix,
                                                    sandbox_image="localhost/pause:3.9", ip_masq=False))
-    procs = [adopt(f"containerd-{name}", containerd.pid, ["containerd"], containerd.config.log_path)]
+    state.processes.append(adopt(f"containerd-{name}", containerd.pid, ["containerd"], containerd.config.log_path))
     state.nodes.append(NodeState(name, root, containerd.socket, pod_cidr, net.netns_path, net.node_ip))
+    state.save()
     progress(f"importing images (pause, busybox) into {name}")
     import_all(containerd.socket, images)
     _add_host_route(pod_cidr, net.node_ip)
@@ -161,17 +173,17 @@ def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str],
                                               "--bind", f"{net.node_ip}:{DNS_PORT}"]),
     }
     for process_name, argv in commands.items():
-        procs.append(spawn(process_name, argv, os.path.join(logs, f"{process_name}.log")))
-    return procs
+        state.processes.append(spawn(process_name, argv, os.path.join(logs, f"{process_name}.log")))
+        state.save()
 
 
-def _wait_nodes_ready(state: ClusterState, progress: Progress, timeout: float) -> None:
+def _wait_nodes_ready(state: ClusterState, progress: Progress, timeout: float, since: float) -> None:
     wanted = {n.name for n in state.nodes}
     reported = -1
 
     def all_ready() -> bool:
         nonlocal reported
-        ready = wanted & _ready_nodes(state.server)
+        ready = wanted & _ready_nodes(state.server, since)
         if len(ready) != reported:
             reported = len(ready)
             progress(f"{len(ready)}/{len(wanted)} node(s) Ready")
@@ -180,8 +192,10 @@ def _wait_nodes_ready(state: ClusterState, progress: Progress, timeout: float) -
     _wait("nodes Ready", all_ready, timeout)
 
 
-def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port: int = 2379,
+def up(data_dir: str, *, nodes: int | None = None, api_port: int = 6443, etcd_client_port: int = 2379,
        etcd_peer_port: int = 2380, progress: Progress = print) -> ClusterState:
+    """Start (or bring back) the cluster of `data_dir`; `nodes` None = as many as last time (1 for a new one)."""
+    started = time.time()
     data_dir = os.path.abspath(data_dir)
     os.makedirs(os.path.join(data_dir, "logs"), exist_ok=True)
     previous = ClusterState.load(data_dir)
@@ -190,6 +204,8 @@ def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port:
     if previous:  # bring the same cluster back: same ports, same etcd data
         api_port, etcd_client_port, etcd_peer_port = (previous.api_port, previous.etcd_client_port,
                                                       previous.etcd_peer_port)
+    if nodes is None:
+        nodes = len(previous.nodes) if previous and previous.nodes else 1
     node_count = nodes if component_available("kubelet") else 0
     check_prerequisites(node_count)
     state = ClusterState(data_dir, api_port, etcd_client_port, etcd_peer_port, cluster_id=cluster_id_for(data_dir))
@@ -222,9 +238,8 @@ def up(data_dir: str, *, nodes: int = 1, api_port: int = 6443, etcd_client_port:
 
             images = build_images(os.path.join(state.data_dir, "images"))
             for net in networks:
-                state.processes.extend(_start_node(state, net, images, progress))
-                state.save()
-            _wait_nodes_ready(state, progress, 90)
+                _start_node(state, net, images, progress)
+            _wait_nodes_ready(state, progress, 90, since=math.floor(started))  # RFC 3339 has whole seconds
         for p in state.processes:
             if not p.alive():
                 raise UpError(f"{p.name} exited during start-up; see {p.log}")

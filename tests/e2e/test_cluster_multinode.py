@@ -196,6 +196,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                    timeout=90)
         yield cluster
     finally:
+        if os.path.isdir(os.path.join(data_dir, "logs")):  # kept beside the purged data dir, for failures
+            shutil.copytree(os.path.join(data_dir, "logs"), f"{data_dir}-logs", dirs_exist_ok=True)
         aiokube("down", "--purge", "--data-dir", data_dir)
 
 
@@ -376,8 +378,9 @@ def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
     down = aiokube("down", "--data-dir", cluster.data_dir)
     assert down.returncode == 0, down.stderr
     assert not [p.name for p in cluster.state.processes if p.alive()]
-    again = aiokube("up", "--data-dir", cluster.data_dir, "--nodes", str(len(NODES)))
+    again = aiokube("up", "--data-dir", cluster.data_dir)  # as many nodes as last time
     assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
+    assert "3/3 node(s) Ready" in again.stdout, again.stdout
     assert cluster.get("service", "web")["metadata"]["uid"] == uid  # etcd data kept
 
     def recreated() -> bool:  # ready in new containers (the stored status still says ready from before `down`)
@@ -392,6 +395,7 @@ def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
 
 def test_down_purge_leaves_nothing_behind(cluster: Cluster) -> None:
     processes = cluster.state.processes
+    shutil.copytree(os.path.join(cluster.data_dir, "logs"), f"{cluster.data_dir}-logs", dirs_exist_ok=True)
     down = aiokube("down", "--purge", "--data-dir", cluster.data_dir)
     assert down.returncode == 0, down.stderr
     assert not [p.name for p in processes if p.alive()], "processes left after down"

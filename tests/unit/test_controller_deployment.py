@@ -246,3 +246,39 @@ async def test_stale_replicaset_status_after_a_crash_does_not_over_scale_down() 
     old = next(r for r in w.client.all("replicasets") if du.revision(r) == 1)
     ready_new = sum(1 for p in w.client.all("pods") if p["spec"]["containers"][0]["image"] == "v2" and is_ready(p))
     assert du.replicas_of(old) + ready_new >= 10 - 2, (du.replicas_of(old), ready_new)
+
+
+async def test_status_written_before_deletions_are_observed_does_not_over_scale_down() -> None:
+    """No crash needed: the ReplicaSet controller reports status from the pods it saw before deleting the
+    excess, with observedGeneration already caught up (as Kubernetes' does). Until the deletions come back
+    through its watch, the old ReplicaSet says 10 available at spec 8. The Deployment controller acting in that
+    window must count at most 8 (its spec), or it scales the old ReplicaSet down by the pods already going
+    (seen in test_controllers_crash: ready pods fell to 5 with maxUnavailable 2)."""
+    w = World()
+    w.client.seed("deployments", new_deployment(10))
+    await w.converge(5)
+    await w.set_image("v2")
+    w.sync()
+    await w.deployments.reconcile("ns/web")  # new RS at 3 (surge), old 10 -> 8
+    w.sync()
+    old = next(r for r in w.client.all("replicasets") if du.revision(r) == 1)
+    new = next(r for r in w.client.all("replicasets") if du.revision(r) == 2)
+    assert (du.replicas_of(old), du.replicas_of(new)) == (8, 3)
+    await w.replicasets.reconcile(object_key(old))  # deletes 2 pods, reports the 10 it saw, generation observed
+    await w.replicasets.reconcile(object_key(new))  # creates 3 pods
+    old = w.client.objects["replicasets"][object_key(old)]
+    assert old["status"]["availableReplicas"] == 10 and du.status_observed(old)
+    assert sum(1 for p in w.client.all("pods") if p["spec"]["containers"][0]["image"] == "v1") == 8
+    await w.make_ready()  # the new pods get Ready; only the new ReplicaSet's controller pass runs again
+    w.sync()
+    await w.replicasets.reconcile(object_key(new))
+    w.sync()
+
+    for _ in range(2):  # scale the new ReplicaSet up, then the old one down, before the old status catches up
+        await w.deployments.reconcile("ns/web")
+        w.sync()
+
+    old = next(r for r in w.client.all("replicasets") if du.revision(r) == 1)
+    ready_new = sum(1 for p in w.client.all("pods") if p["spec"]["containers"][0]["image"] == "v2" and is_ready(p))
+    assert du.replicas_of(old) < 8  # the rollout did move on
+    assert du.replicas_of(old) + ready_new >= 10 - 2, (du.replicas_of(old), ready_new)

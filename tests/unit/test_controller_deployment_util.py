@@ -56,8 +56,10 @@ def test_new_rs_new_replicas_respects_surge() -> None:
     new["spec"]["replicas"] = 3
     assert du.new_rs_new_replicas(d, [old, new], new) == 3       # already at 13
     old["spec"]["replicas"] = 5
+    assert du.new_rs_new_replicas(d, [old, new], new) == 3       # 5 old pods still being deleted: wait
+    old["status"]["replicas"] = 5
     assert du.new_rs_new_replicas(d, [old, new], new) == 8       # 13 - 5
-    old["spec"]["replicas"] = 0
+    old["spec"]["replicas"] = old["status"]["replicas"] = 0
     assert du.new_rs_new_replicas(d, [old, new], new) == 10      # never beyond replicas
 
 
@@ -142,3 +144,12 @@ def test_set_condition_keeps_transition_time_for_same_status() -> None:
     cond = du.get_condition(status, "Progressing")
     assert cond is not None and cond["reason"] == du.RS_UPDATED
     assert cond["lastTransitionTime"] == "1970-01-01T00:16:40Z"
+
+
+def test_available_for_scale_down_never_exceeds_spec() -> None:
+    # The ReplicaSet controller reported the 10 pods it saw before deleting 2 (generation observed): only 8 stay.
+    old = rs("old", 8, 10)
+    old["status"]["replicas"] = 10
+    assert du.available_for_scale_down(old) == 8
+    assert du.available_for_scale_down(rs("new", 5, 3)) == 3
+    assert du.pods_at_most(old) == 10  # and those 10 still count against the surge until they are gone
