@@ -12,6 +12,7 @@ a Warning FailedScheduling event; PostFilter (preemption) may nominate a node an
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -392,6 +393,11 @@ class Scheduler:
                 group.create_task(pods.run())
                 await pods.wait_synced()
                 log.info("caches synced: %d nodes, %d pending pods", self.cache.node_count, len(self.queue))
+                # The synced caches are millions of long-lived objects; each full collection would walk them
+                # all for nothing. Freezing moves them out of the collector's view (they are freed normally
+                # by reference counting when deleted).
+                gc.collect()
+                gc.freeze()
                 while True:
                     qp = await self.queue.pop()
                     try:

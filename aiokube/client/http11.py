@@ -24,6 +24,9 @@ import httpx
 
 READ_CHUNK = 65536
 DEFAULT_MAX_IDLE = 32
+# Like httpx's default pool limit: a burst of concurrent requests waits for a connection instead of opening
+# hundreds of sockets at once (streams are not counted: a watch holds its connection for minutes).
+DEFAULT_MAX_CONNECTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.reused = False
+        # One h11 state machine per connection, reset between requests (cheaper than a new one each time).
+        self.protocol = h11.Connection(h11.CLIENT)
 
     @property
     def usable(self) -> bool:
@@ -115,7 +120,8 @@ class _StaleConnection(Exception):
 
 class Http11Pool:
     def __init__(self, host: str, port: int, *, max_idle: int = DEFAULT_MAX_IDLE,
-                 connect_timeout: float = 5.0, request_timeout: float = 30.0) -> None:
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, connect_timeout: float = 5.0,
+                 request_timeout: float = 30.0) -> None:
         self.host = host
         self.port = port
         self.max_idle = max_idle
@@ -123,6 +129,7 @@ class Http11Pool:
         # From sending the request to the end of the answer (httpx's read timeout plays this role there).
         self.request_timeout = request_timeout
         self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(max_connections)
         self._host_header = f"{host}:{port}".encode()
 
     @classmethod
@@ -142,17 +149,21 @@ class Http11Pool:
         all_headers = [(b"Host", self._host_header), *headers]
         if body or method in ("POST", "PUT", "PATCH"):
             all_headers.append((b"Content-Length", str(len(body)).encode()))
-        conn = self._checkout()
-        if conn is not None:
+        async with self._slots:
+            conn = self._checkout()
+            if conn is not None:
+                try:
+                    return await self._exchange(conn, method, target, all_headers, body)
+                except _StaleConnection:
+                    # The server closed the kept-alive connection as it went idle (its keep-alive timeout)
+                    # just as we reused it: HTTP/1.1 servers close only between requests, so it was never
+                    # processed and is sent again, as browsers and urllib3 do for this race.
+                    pass
+            conn = await self._connect()
             try:
                 return await self._exchange(conn, method, target, all_headers, body)
-            except _StaleConnection:
-                pass  # the server closed it while idle; the request never reached it, so send it afresh
-        conn = await self._connect()
-        try:
-            return await self._exchange(conn, method, target, all_headers, body)
-        except _StaleConnection as exc:
-            raise httpx.RemoteProtocolError("server closed the connection without a response") from exc
+            except _StaleConnection as exc:
+                raise httpx.RemoteProtocolError("server closed the connection without a response") from exc
 
     async def stream(self, method: str, target: str, headers: list[tuple[bytes, bytes]]) -> StreamingResponse:
         """Send a bodiless request on a fresh connection and return once the answer's head has arrived.
@@ -205,7 +216,7 @@ class Http11Pool:
 
     async def _exchange(self, conn: _Connection, method: str, target: str, headers: list[tuple[bytes, bytes]],
                         body: bytes) -> RawResponse:
-        protocol = h11.Connection(h11.CLIENT)
+        protocol = conn.protocol
         out = protocol.send(h11.Request(method=method, target=target, headers=headers))
         if body:
             out += protocol.send(h11.Data(data=body))
@@ -246,6 +257,7 @@ class Http11Pool:
                 raise httpx.ReadError(f"{method} {target}: {exc}") from exc
             raise
         if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
+            protocol.start_next_cycle()
             self._checkin(conn)
         else:
             conn.close()

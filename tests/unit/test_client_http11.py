@@ -194,3 +194,28 @@ async def test_lean_watch_refusal_raises_its_status(server: StartServer) -> None
         with pytest.raises(ApiError) as info:
             [e async for e in client.watch("pods", resource_version="1")]
     assert info.value.code == 410 and info.value.reason == "Expired"
+
+
+async def test_concurrent_requests_beyond_the_limit_wait_for_a_connection(server: StartServer) -> None:
+    open_now = peak = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            while True:
+                await read_request(reader)
+                await asyncio.sleep(0.01)
+                writer.write(answer(b"{}"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            open_now -= 1
+            writer.close()
+
+    host, port = await server(serve)
+    pool = Http11Pool(host, port, max_connections=3, max_idle=3)
+    results = await asyncio.gather(*(pool.send("GET", f"/{i}", []) for i in range(12)))
+    assert all(r.status_code == 200 for r in results)
+    assert peak == 3 and pool.idle_connections == 3
+    await pool.aclose()
