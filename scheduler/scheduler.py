@@ -73,8 +73,8 @@ class Scheduler:
         from aiokube.client import EventRecorder
 
         self.client = client
-        # Informers may use their own client: httpx's pool does per-request work quadratic in its open
-        # connections, so long-lived watches are kept out of the pool that carries the bindings.
+        # Informers may use a client of their own (the process uses one: ApiClient's lean pool gives every
+        # watch its own connection, so watches never crowd the bindings' connections).
         self.watch_client = watch_client or client
         self.scheduler_name = scheduler_name
         self.recorder = recorder or EventRecorder(client, component=scheduler_name,

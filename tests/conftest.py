@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -30,3 +32,33 @@ def etcd_url(etcd: EtcdProcess) -> str:
 def etcd_prefix() -> str:
     """A key prefix no other test uses, so tests share one etcd without seeing each other's keys."""
     return f"/test-{uuid.uuid4().hex[:12]}"
+
+
+def _processes_mentioning(marker: str) -> list[tuple[int, str]]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append((int(entry), cmdline.strip()))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every process a test starts lives under this session's temp dir; any still running at the end is a leak:
+    end it (it is ours: its command line names our temp dir) and fail loudly so the leak gets fixed."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    leaked = _processes_mentioning(base)
+    for pid, _ in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leaked, "processes left running by tests:\n" + "\n".join(f"{p}: {c[:200]}" for p, c in leaked)

@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from aiokube.api import certificates as certs
 from aiokube.cluster import pki
-from aiokube.cluster.process import ManagedProcess, spawn
+from aiokube.cluster.process import ManagedProcess, adopt, spawn
 from aiokube.cluster.tokens import CLUSTER_INFO_NAME, CLUSTER_INFO_NAMESPACE, BootstrapToken, ca_from_cluster_info
 
 log = logging.getLogger(__name__)
@@ -276,9 +276,7 @@ def start_services(layout: NodeLayout, *, import_images: bool, progress: Progres
     assert isinstance(cfg, ContainerdConfig)
     progress("starting containerd")
     containerd = start_containerd(cfg)
-    with open(f"/proc/{containerd.pid}/cmdline", "rb") as f:
-        argv = [a.decode() for a in f.read().split(b"\0") if a]
-    processes = [ManagedProcess("containerd", containerd.pid, argv, cfg.log_path)]
+    processes = [adopt("containerd", containerd.pid, ["containerd", "--config", cfg.config_path], cfg.log_path)]
     save_state(layout, processes)
     if import_images:
         from aiokube.node.images import build_images, import_all
@@ -324,7 +322,7 @@ def stop_services(data_dir: str, *, progress: Progress = lambda _m: None) -> int
 
 UNIT_TEMPLATE = """[Unit]
 Description={description}
-Documentation=https://github.com/aiokube/aiokube/blob/main/deploy/README.md
+Documentation=file:///opt/aiokube/deploy/README.md
 {after}
 [Service]
 ExecStart={exec_start}

@@ -19,7 +19,7 @@ class ManagedProcess:
     pid: int
     argv: list[str]
     log: str
-    start_time: int = 0  # /proc/PID/stat starttime when spawned (clock ticks since boot)
+    start_time: int  # /proc/PID/stat starttime when spawned (clock ticks since boot); identifies the process
 
     def alive(self) -> bool:
         stat = _stat(self.pid)
