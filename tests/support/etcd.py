@@ -44,7 +44,7 @@ def start_etcd(data_dir: str | None = None, *, extra_args: list[str] | None = No
     data_dir = data_dir or tempfile.mkdtemp(prefix="aiokube-etcd-")
     client_port, peer_port = client_port or free_port(), peer_port or free_port()
     url = f"http://127.0.0.1:{client_port}"
-    log = open(os.path.join(data_dir, "etcd.log"), "ab")  # noqa: SIM115 - closed with the process
+    log = open(os.path.join(data_dir, "etcd.log"), "ab")  # closed right after the child inherits it
     args = [
         binary,
         "--name", "test",
