@@ -5,15 +5,24 @@ Every body is decoded exactly once per request into a plain dict; responses are 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from aiokube.api.errors import ApiError, bad_request
 
 PROTOBUF_MAGIC = b"k8s\x00"
 PROTOBUF_TYPE = "application/vnd.kubernetes.protobuf"
+
+MAX_NESTING_DEPTH = 100
+"""Deepest nesting a body may have: real objects stay far below; deeper input would exhaust the recursion of
+the (recursive) validators, copies and patch engines."""
+MAX_ALIAS_EXPANSION = 1_000_000
+"""YAML nodes an aliased document may expand to (the billion-laughs guard; go-yaml has a similar budget)."""
 
 
 def encode(obj: Any) -> bytes:
@@ -33,16 +42,13 @@ def decode_body(body: bytes, content_type: str | None) -> Any:
         # apply-patch+yaml and application/yaml: YAML is a superset of JSON, but JSON parses much faster.
         if body.lstrip()[:1] in (b"{", b"["):
             try:
-                return orjson.loads(body)
+                return _check_depth(orjson.loads(body))
             except orjson.JSONDecodeError:
                 pass
-        try:
-            return yaml.safe_load(body)
-        except yaml.YAMLError as exc:
-            raise bad_request(f"error converting YAML to JSON: {exc}") from None
+        return _check_depth(load_yaml(body)[0])
     if kind.endswith("json") or kind in ("", "*/*", "text/plain"):
         try:
-            return orjson.loads(body)
+            return _check_depth(orjson.loads(body))
         except orjson.JSONDecodeError as exc:
             raise bad_request(f"the body of the request was in an unknown format - accepted media types "
                               f"include: application/json, application/yaml, "
@@ -50,6 +56,179 @@ def decode_body(body: bytes, content_type: str | None) -> Any:
     raise ApiError(415, f'the body of the request was in an unknown format - accepted media types include: '
                         f'application/json, application/yaml, application/vnd.kubernetes.protobuf '
                         f'(got "{kind}")', "UnsupportedMediaType")
+
+
+def duplicate_fields(body: bytes, content_type: str | None) -> list[str]:
+    """Kubernetes' strict-decoding texts for keys given twice in a JSON or YAML body: `duplicate field
+    "spec.replicas"` (JSON) or `line 3: key "a" already set in map` (YAML). [] when there are none or the
+    body does not parse (decode_body reports that)."""
+    kind = media_type(content_type)
+    if kind == PROTOBUF_TYPE or body.startswith(PROTOBUF_MAGIC):
+        return []
+    if kind.endswith("yaml") and body.lstrip()[:1] not in (b"{", b"["):
+        try:
+            return load_yaml(body)[1]
+        except ApiError:
+            return []
+    return _json_duplicates(body)
+
+
+# --- JSON duplicates ---------------------------------------------------------------------------------------
+
+
+class _Pairs(list):
+    """A JSON object kept as its (key, value) pairs, so that repeated keys survive parsing."""
+
+
+def _json_duplicates(body: bytes) -> list[str]:
+    found = False
+
+    def quick(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        result = dict(pairs)
+        found = found or len(result) != len(pairs)
+        return result
+
+    try:
+        json.loads(body, object_pairs_hook=quick)  # the common case: one C-speed pass, no duplicates
+        if not found:
+            return []
+        tree = json.loads(body, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return []
+    duplicates: list[str] = []
+    pending: list[tuple[Any, str]] = [(tree, "")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, _Pairs):
+            seen: set[str] = set()
+            for key, item in value:
+                child = f"{path}.{key}" if path else key
+                if key in seen:
+                    duplicates.append(f'duplicate field "{child}"')
+                seen.add(key)
+                pending.append((item, child))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+    return sorted(duplicates)
+
+
+# --- guarded YAML ------------------------------------------------------------------------------------------
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting and alias bombs and records duplicate mapping keys."""
+
+    def __init__(self, stream: bytes) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.aliases = 0
+        self.duplicates: list[str] = []
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            self.aliases += 1
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING_DEPTH:
+                raise bad_request(f"error converting YAML to JSON: nesting is deeper than {MAX_NESTING_DEPTH}")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def get_single_node(self) -> Node | None:
+        node = super().get_single_node()
+        if node is not None and self.aliases:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode):
+                if key_node.value in seen:
+                    self.duplicates.append(f'line {key_node.start_mark.line + 1}: key "{key_node.value}" '
+                                           f'already set in map')
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: Node) -> None:
+    """Size of the document with every alias expanded, computed without expanding (memoized per node);
+    refuses self-referencing aliases and documents past MAX_ALIAS_EXPANSION."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_ALIAS_EXPANSION:
+                raise bad_request("error converting YAML to JSON: yaml: document contains excessive aliasing")
+            continue
+        if key in in_progress:
+            raise bad_request("error converting YAML to JSON: yaml: anchor refers to itself")
+        in_progress.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _check_flow_depth(body: bytes) -> None:
+    """PyYAML's scanner is quadratic in open flow collections, so deep `[[[[…` must be refused before it
+    runs. Brackets inside strings count too: a conservative over-estimate that real objects never reach."""
+    brackets = body.translate(None, _NOT_BRACKETS)
+    if len(brackets) <= MAX_NESTING_DEPTH:
+        return
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        if depth > MAX_NESTING_DEPTH:
+            raise bad_request(f"error converting YAML to JSON: nesting is deeper than {MAX_NESTING_DEPTH}")
+
+
+def load_yaml(body: bytes) -> tuple[Any, list[str]]:
+    """One YAML document and its duplicate-key texts; malformed or hostile input is a 400."""
+    _check_flow_depth(body)
+    loader = _GuardedLoader(body)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    except yaml.YAMLError as exc:
+        raise bad_request(f"error converting YAML to JSON: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_depth(value: Any) -> Any:
+    """`value` itself, after making sure it nests no deeper than MAX_NESTING_DEPTH (checked iteratively)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_NESTING_DEPTH:
+            raise bad_request(f"the request body nests deeper than {MAX_NESTING_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+    return value
 
 
 # --- protobuf ----------------------------------------------------------------------------------------------

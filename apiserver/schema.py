@@ -51,10 +51,18 @@ class ValidationResult:
 
     errors: list[Cause] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    # (containing object, key) of every unknown field, whatever fieldValidation said, so it can be pruned.
+    unknown_sites: list[tuple[dict[str, Any], str]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def prune_unknown(self) -> None:
+        """Drop the unknown fields from the validated object, in place: Kubernetes decodes into typed structs,
+        so fields the schema does not know are never stored (free-form and preserve-unknown subtrees stay)."""
+        for container, key in self.unknown_sites:
+            container.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -122,11 +130,12 @@ Validator = Callable[[Any, str, "_Context"], None]
 
 
 class _Context:
-    __slots__ = ("errors", "unknown")
+    __slots__ = ("errors", "unknown", "unknown_sites")
 
     def __init__(self) -> None:
         self.errors: list[Cause] = []
         self.unknown: list[str] = []
+        self.unknown_sites: list[tuple[dict[str, Any], str]] = []
 
 
 def _join(path: str, name: str) -> str:
@@ -259,6 +268,7 @@ class _Compiler:
                 alternative(value, path, trial)
                 if not trial.errors:
                     ctx.unknown.extend(trial.unknown)
+                    ctx.unknown_sites.extend(trial.unknown_sites)
                     return
                 first = first or trial
             if first is not None:
@@ -328,6 +338,7 @@ class _Compiler:
                     additional_check(item, f"{path}[{name}]", ctx)
                 elif not open_object:
                     ctx.unknown.append("." + _join(path, name))
+                    ctx.unknown_sites.append((value, name))
         return check
 
     @staticmethod
@@ -478,10 +489,11 @@ class SchemaRegistry:
             return ValidationResult()
         ctx = _Context()
         self._compiler.definition(name)(obj, "", ctx)
-        return ValidationResult(errors=ctx.errors, unknown=[] if field_validation == "Ignore" else ctx.unknown)
+        return ValidationResult(errors=ctx.errors, unknown=[] if field_validation == "Ignore" else ctx.unknown,
+                                unknown_sites=ctx.unknown_sites)
 
     def validate_definition(self, name: str, value: Any, path: str = "") -> ValidationResult:
         """Validate a value against a named definition (e.g. a Scale or DeleteOptions body)."""
         ctx = _Context()
         self._compiler.definition(name)(value, path, ctx)
-        return ValidationResult(errors=ctx.errors, unknown=ctx.unknown)
+        return ValidationResult(errors=ctx.errors, unknown=ctx.unknown, unknown_sites=ctx.unknown_sites)

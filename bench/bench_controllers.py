@@ -19,25 +19,22 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokube.api.errors import ApiError  # noqa: E402
-from aiokube.client import ApiClient  # noqa: E402
-from controllers.testing import write_kubeconfig  # noqa: E402
-from tests.support.etcd import free_port, start_etcd  # noqa: E402
+from aiokube.api.errors import ApiError
+from aiokube.client import ApiClient
+from bench.support import create_all, proc_cpu_seconds, proc_peak_rss_mb, spawn, stop, wait_ready
+from controllers.testing import write_kubeconfig
+from tests.support.etcd import free_port, start_etcd
 
 NAMESPACE = "bench"
-CREATE_CONCURRENCY = 32
 POLL_INTERVAL = 0.2
 
 
@@ -47,60 +44,6 @@ def deployment(i: int, replicas: int) -> dict[str, Any]:
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}},
                                   "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}
-
-
-def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
-
-
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the API server exited")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the API server did not become ready")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def create_all(client: ApiClient, bodies: list[dict[str, Any]]) -> None:
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await client.create("deployments", queue.get_nowait())
-
-    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
 
 
 async def controllers_running(client: ApiClient, manager: subprocess.Popen[bytes]) -> None:
@@ -152,7 +95,7 @@ async def run(deployments: int, replicas: int, workdir: Path, etcd_url: str, man
     url = f"http://127.0.0.1:{port}"
     apiserver = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix",
                        f"/bench-controllers-{os.getpid()}", "--port", str(port), "--log-level", "warning"],
-                      workdir / "apiserver.log")
+                      log=workdir / "apiserver.log")
     manager: subprocess.Popen[bytes] | None = None
     try:
         wait_ready(url, apiserver)
@@ -160,7 +103,7 @@ async def run(deployments: int, replicas: int, workdir: Path, etcd_url: str, man
         # BENCH_PROFILE=/tmp/cm.prof in the environment runs the controller-manager under cProfile.
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
         manager = spawn([sys.executable, *profile, "-m", "controllers", "--kubeconfig", kubeconfig, *manager_args],
-                        workdir / "controller-manager.log")
+                        log=workdir / "controller-manager.log")
         async with ApiClient(server=url) as client:
             await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                "metadata": {"name": NAMESPACE}})
@@ -169,7 +112,7 @@ async def run(deployments: int, replicas: int, workdir: Path, etcd_url: str, man
             cpu_before, api_cpu_before = proc_cpu_seconds(manager.pid), proc_cpu_seconds(apiserver.pid)
             started = time.monotonic()
             pods_task = asyncio.create_task(all_pods_exist(client, deployments * replicas, rv))
-            await create_all(client, [deployment(i, replicas) for i in range(deployments)])
+            await create_all(client, "deployments", [deployment(i, replicas) for i in range(deployments)])
             created = time.monotonic()
             pods_done = await pods_task
             status_done = await all_status_current(client, deployments)

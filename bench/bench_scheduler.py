@@ -18,23 +18,20 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiokube.client import ApiClient  # noqa: E402
-from tests.support.etcd import free_port, start_etcd  # noqa: E402
+from aiokube.client import ApiClient
+from bench.support import create_all, proc_cpu_seconds, proc_peak_rss_mb, spawn, stop, wait_ready
+from tests.support.etcd import free_port, start_etcd
 
 DEFAULT_CASES = ((100, 1000), (1000, 3000), (5000, 10000))
-CREATE_CONCURRENCY = 32
 
 
 @dataclass
@@ -77,48 +74,6 @@ def pod(i: int) -> dict:
             "metadata": {"name": f"pod-{i:06d}", "namespace": "default", "labels": {"app": "bench"}},
             "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
                                      "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}}
-
-
-async def create_all(client: ApiClient, resource: str, bodies: list[dict]) -> None:
-    queue: asyncio.Queue[dict] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await client.create(resource, queue.get_nowait())
-
-    await asyncio.gather(*(worker() for _ in range(CREATE_CONCURRENCY)))
-
-
-def spawn(argv: list[str], *, quiet: bool = False) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else None)
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the API server exited")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the API server did not become ready")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def count_bound(client: ApiClient, total: int, start_rv: str, started: float) -> tuple[float, float]:
@@ -191,14 +146,8 @@ async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str, 
                        last - started, cpu, rss, apiserver_cpu, etcd_cpu, bench_cpu,
                        scheduled_events)
     finally:
-        for process in (scheduler, apiserver):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop(scheduler)
+        stop(apiserver)
 
 
 def algorithm_only(num_nodes: int, num_pods: int) -> str:

@@ -95,8 +95,9 @@ def auto_approval_reason(csr: Obj) -> str | None:
     return None
 
 
-class CSRApprovingReconciler:
-    name = "csrapproving"
+class _CSRController:
+    """What both CSR controllers share: one informer on the cluster-scoped CSRs, each added or updated request
+    queued by name."""
 
     def __init__(self, *, client: Any, informers: Any, now: Now = _utcnow) -> None:
         self.client = client
@@ -114,6 +115,10 @@ class CSRApprovingReconciler:
 
     def _enqueue(self, csr: Obj) -> None:
         self.queue.add(csr["metadata"]["name"])
+
+
+class CSRApprovingReconciler(_CSRController):
+    name = "csrapproving"
 
     async def reconcile(self, key: str) -> Result:
         csr = self.csrs.store.get(key)
@@ -160,14 +165,7 @@ def sign_request(ca: pki.CertKey, request: x509.CertificateSigningRequest, usage
             key_usage[_KEY_USAGES[usage]] = True
     extended = [_EXTENDED_USAGES[u] for u in usages if u in _EXTENDED_USAGES]
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(request.subject)
-        .issuer_name(ca.cert.subject)
-        .public_key(request.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + duration, ca.cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        pki.leaf_builder(ca, request.subject, request.public_key(), now=now, validity=duration, backdate=BACKDATE)
         .add_extension(x509.KeyUsage(**key_usage), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
@@ -181,31 +179,17 @@ def sign_request(ca: pki.CertKey, request: x509.CertificateSigningRequest, usage
     return builder.sign(ca.key, hashes.SHA256())
 
 
-class CSRSigningReconciler:
+class CSRSigningReconciler(_CSRController):
     name = "csrsigning"
 
     def __init__(self, *, client: Any, informers: Any, ca: pki.CertKey | None,
                  duration: datetime.timedelta = DEFAULT_SIGNING_DURATION, now: Now = _utcnow) -> None:
-        self.client = client
-        self.csrs = informers.get("certificatesigningrequests")
+        super().__init__(client=client, informers=informers, now=now)
         self.ca = ca
         self.duration = duration
-        self.now = now
-        self.queue: Any = None
         if ca is None:
             log.warning("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file; "
                         "approved certificate requests stay unsigned")
-
-    @property
-    def informers(self) -> list[Any]:
-        return [self.csrs]
-
-    def watch(self, queue: Any) -> None:
-        self.queue = queue
-        self.csrs.add_handler(on_add=self._enqueue, on_update=lambda _old, new: self._enqueue(new))
-
-    def _enqueue(self, csr: Obj) -> None:
-        self.queue.add(csr["metadata"]["name"])
 
     async def reconcile(self, key: str) -> Result:
         csr = self.csrs.store.get(key)

@@ -12,7 +12,7 @@ from typing import Any
 from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
 from aiokube.client import Result
-from controllers.endpoints_util import backends, selects_pod, target_ref
+from controllers.endpoints_util import backends, target_ref, watch_services_and_pods
 from controllers.informers import in_namespace
 from controllers.ownerrefs import object_key, split_key
 
@@ -26,8 +26,7 @@ def build_subsets(service: Obj, pods: list[Obj]) -> list[dict[str, Any]]:
         node = backend.pod.get("spec", {}).get("nodeName")
         if node:
             address["nodeName"] = node
-        group = groups.setdefault(tuple(sorted((p.name, p.port, p.protocol) for p in backend.ports)),
-                                  {"addresses": [], "notReadyAddresses": []})
+        group = groups.setdefault(backend.ports_key(), {"addresses": [], "notReadyAddresses": []})
         group["addresses" if backend.ready else "notReadyAddresses"].append(address)
     subsets = []
     for ports, group in sorted(groups.items()):
@@ -57,22 +56,11 @@ class EndpointsReconciler:
 
     def watch(self, queue: Any) -> None:
         self.queue = queue
-        self.services.add_handler(on_add=self._enqueue, on_update=lambda _o, new: self._enqueue(new),
-                                  on_delete=self._enqueue)
-        self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)
+        watch_services_and_pods(self.services, self.pods, self._enqueue)
         self.endpoints.add_handler(on_update=lambda _o, new: self._enqueue(new), on_delete=self._enqueue)
 
     def _enqueue(self, obj: Obj) -> None:
         self.queue.add(object_key(obj))
-
-    def _pod_changed(self, pod: Obj) -> None:
-        for service in in_namespace(self.services, pod["metadata"].get("namespace", "")):
-            if selects_pod(service, pod):
-                self._enqueue(service)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        self._pod_changed(old)
-        self._pod_changed(new)
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = split_key(key)

@@ -7,10 +7,12 @@ named port is left out of that port's set).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokube.api.types import Obj
+from controllers.informers import in_namespace
 from controllers.labels import map_selector_matches
 from controllers.podutil import is_ready, phase
 
@@ -23,6 +25,9 @@ class PortMapping:
     app_protocol: str | None = None
 
 
+PortsKey = tuple[tuple[str, int, str], ...]
+
+
 @dataclass
 class Backend:
     pod: Obj
@@ -30,6 +35,10 @@ class Backend:
     ready: bool
     terminating: bool
     ports: tuple[PortMapping, ...]
+
+    def ports_key(self) -> PortsKey:
+        """The resolved (name, port, protocol) set in a stable order: backends sharing it share a subset/slice."""
+        return tuple(sorted((p.name, p.port, p.protocol) for p in self.ports))
 
 
 def resolve_target_port(service_port: dict[str, Any], pod: Obj) -> int | None:
@@ -79,3 +88,23 @@ def target_ref(pod: Obj) -> dict[str, Any]:
 
 def selects_pod(service: Obj, pod: Obj) -> bool:
     return map_selector_matches(service.get("spec", {}).get("selector"), pod.get("metadata", {}).get("labels"))
+
+
+def watch_services_and_pods(services: Any, pods: Any, enqueue: Callable[[Obj], None]) -> None:
+    """Queue a Service whenever it changes, and every Service selecting a pod whenever that pod changes.
+
+    An updated pod is matched with both its old and its new labels: a relabelled pod leaves one Service and
+    joins another, and both must be recomputed.
+    """
+
+    def pod_changed(pod: Obj) -> None:
+        for service in in_namespace(services, pod["metadata"].get("namespace", "")):
+            if selects_pod(service, pod):
+                enqueue(service)
+
+    def pod_updated(old: Obj, new: Obj) -> None:
+        pod_changed(old)
+        pod_changed(new)
+
+    services.add_handler(on_add=enqueue, on_update=lambda _o, new: enqueue(new), on_delete=enqueue)
+    pods.add_handler(on_add=pod_changed, on_update=pod_updated, on_delete=pod_changed)

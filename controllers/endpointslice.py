@@ -13,7 +13,7 @@ from typing import Any
 from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
 from aiokube.client import Result
-from controllers.endpoints_util import Backend, backends, selects_pod, target_ref
+from controllers.endpoints_util import Backend, PortsKey, backends, target_ref, watch_services_and_pods
 from controllers.informers import in_namespace
 from controllers.ownerrefs import controller_ref_for, object_key, split_key
 from controllers.podutil import is_ready
@@ -22,8 +22,6 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 MAX_ENDPOINTS_PER_SLICE = 100
-
-PortsKey = tuple[tuple[str, int, str], ...]
 
 
 def endpoint_of(backend: Backend, publish_not_ready: bool) -> dict[str, Any]:
@@ -49,8 +47,7 @@ def desired_slices(service: Obj, pods: list[Obj]) -> list[tuple[PortsKey, list[d
     publish = bool(service.get("spec", {}).get("publishNotReadyAddresses"))
     groups: dict[PortsKey, list[dict[str, Any]]] = {}
     for backend in backends(service, pods, include_terminating=True):
-        key = tuple(sorted((p.name, p.port, p.protocol) for p in backend.ports))
-        groups.setdefault(key, []).append(endpoint_of(backend, publish))
+        groups.setdefault(backend.ports_key(), []).append(endpoint_of(backend, publish))
     wanted: list[tuple[PortsKey, list[dict[str, Any]]]] = []
     for key in sorted(groups):
         endpoints = groups[key]
@@ -88,9 +85,7 @@ class EndpointSliceReconciler:
 
     def watch(self, queue: Any) -> None:
         self.queue = queue
-        self.services.add_handler(on_add=self._enqueue, on_update=lambda _o, new: self._enqueue(new),
-                                  on_delete=self._enqueue)
-        self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)
+        watch_services_and_pods(self.services, self.pods, self._enqueue)
         self.slices.add_handler(on_update=lambda _o, new: self._slice_changed(new), on_delete=self._slice_changed)
 
     def _enqueue(self, obj: Obj) -> None:
@@ -99,15 +94,6 @@ class EndpointSliceReconciler:
     def _slice_changed(self, slice_: Obj) -> None:
         for key in self._service_of(slice_):
             self.queue.add(key)
-
-    def _pod_changed(self, pod: Obj) -> None:
-        for service in in_namespace(self.services, pod["metadata"].get("namespace", "")):
-            if selects_pod(service, pod):
-                self._enqueue(service)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        self._pod_changed(old)
-        self._pod_changed(new)
 
     async def reconcile(self, key: str) -> Result:
         namespace, _ = split_key(key)

@@ -60,11 +60,30 @@ def _wanted(line: LogLine, options: LogOptions) -> bool:
     return options.since is None or parse_timestamp(line.timestamp) >= options.since
 
 
+class _ByteBudget:
+    """limitBytes: how much of the log is still to be sent (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.left = limit
+
+    def cut(self, data: bytes) -> bytes:
+        """`data` cut to what is left, which it then uses up."""
+        if self.left is None:
+            return data
+        data = data[:self.left]
+        self.left -= len(data)
+        return data
+
+    @property
+    def spent(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+
 async def read_log(
     path: str, options: LogOptions, still_running: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[bytes]:
     """Yield the formatted log; with `follow`, keep going until the container stops and the file is drained."""
-    budget = options.limit_bytes
+    budget = _ByteBudget(options.limit_bytes)
     pending: dict[str, str] = {}
     try:
         # A local file read in small steps; not worth a thread per log stream.
@@ -80,12 +99,8 @@ async def read_log(
         if options.tail_lines is not None:
             lines = list(deque(lines, maxlen=max(options.tail_lines, 0)))
         for line in lines:
-            data = _format(line, options).encode()
-            if budget is not None:
-                data = data[:budget]
-                budget -= len(data)
-            yield data
-            if budget is not None and budget <= 0:
+            yield budget.cut(_format(line, options).encode())
+            if budget.spent:
                 return
         if not options.follow:
             return
@@ -104,12 +119,8 @@ async def read_log(
             leftover = content[cut:]
             for line in _records(content[:cut], pending):
                 if _wanted(line, options):
-                    data = _format(line, options).encode()
-                    if budget is not None:
-                        data = data[:budget]
-                        budget -= len(data)
-                    yield data
-                    if budget is not None and budget <= 0:
+                    yield budget.cut(_format(line, options).encode())
+                    if budget.spent:
                         return
     finally:
         f.close()

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -29,6 +29,8 @@ from aiokube.client.kubeconfig import KubeConfig, load_kubeconfig
 from aiokube.client.retry import RetryPolicy, parse_retry_after, retryable_exception, retryable_status
 
 log = logging.getLogger(__name__)
+
+_Answer = TypeVar("_Answer", httpx.Response, RawResponse)
 
 PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
@@ -102,11 +104,20 @@ class ApiClient:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request with retries; return the final response whatever its status (escape hatch)."""
         method = method.upper()
+        return await self._retrying(method, path, lambda: self._http.request(method, path, **kwargs),
+                                    lambda response: response.status_code,
+                                    lambda response: response.headers.get("Retry-After"))
+
+    async def _retrying(self, method: str, path: str, send: Callable[[], Awaitable[_Answer]],
+                        status_of: Callable[[_Answer], int],
+                        retry_after_of: Callable[[_Answer], str | None]) -> _Answer:
+        """Call `send` until it answers with a status not worth retrying or the policy's attempts run out;
+        transport errors are retried only where `retryable_exception` allows (the request may have landed)."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._http.request(method, path, **kwargs)
+                answer = await send()
             except httpx.TransportError as exc:
                 if attempt >= self.retry.max_attempts or not retryable_exception(method, exc):
                     raise
@@ -114,12 +125,13 @@ class ApiClient:
                 log.debug("%s %s failed (%s); retrying in %.2fs", method, path, exc, delay)
                 await self._clock.sleep(delay)
                 continue
-            if attempt < self.retry.max_attempts and retryable_status(method, response.status_code):
-                delay = self.retry.delay(attempt, parse_retry_after(response.headers.get("Retry-After")))
-                log.debug("%s %s answered %d; retrying in %.2fs", method, path, response.status_code, delay)
+            status = status_of(answer)
+            if attempt < self.retry.max_attempts and retryable_status(method, status):
+                delay = self.retry.delay(attempt, parse_retry_after(retry_after_of(answer)))
+                log.debug("%s %s answered %d; retrying in %.2fs", method, path, status, delay)
                 await self._clock.sleep(delay)
                 continue
-            return response
+            return answer
 
     async def _json(self, method: str, path: str, *, params: dict[str, str] | None = None,
                     json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None) -> Obj:
@@ -147,24 +159,9 @@ class ApiClient:
         header_list = self._lean_headers
         if headers:
             header_list = [*header_list, *((k.encode(), v.encode()) for k, v in headers.items())]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                raw = await self._lean.send(method, target, header_list, body)
-            except httpx.TransportError as exc:
-                if attempt >= self.retry.max_attempts or not retryable_exception(method, exc):
-                    raise
-                delay = self.retry.delay(attempt)
-                log.debug("%s %s failed (%s); retrying in %.2fs", method, path, exc, delay)
-                await self._clock.sleep(delay)
-                continue
-            if attempt < self.retry.max_attempts and retryable_status(method, raw.status_code):
-                delay = self.retry.delay(attempt, parse_retry_after(raw.header("Retry-After")))
-                log.debug("%s %s answered %d; retrying in %.2fs", method, path, raw.status_code, delay)
-                await self._clock.sleep(delay)
-                continue
-            return raw
+        lean = self._lean
+        return await self._retrying(method, path, lambda: lean.send(method, target, header_list, body),
+                                    lambda raw: raw.status_code, lambda raw: raw.header("Retry-After"))
 
     def _namespace_for(self, info: ResourceInfo, namespace: str | None, body: Obj | None = None) -> str | None:
         if not info.namespaced:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # client-go's JitterFactor: followers retry at retry_period * (1 + up to 20%) so they do not collide.
 JITTER_FACTOR = 1.2
+RELEASE_ATTEMPTS = 5  # conflicts come only from our own cancelled renewal landing late; a few re-reads suffice
 
 
 class LeaderElector:
@@ -169,20 +170,29 @@ class LeaderElector:
         return self._observed_at + duration <= self._clock.monotonic()
 
     async def _release(self) -> None:
-        """Give the Lease up so a successor need not wait for it to expire."""
+        """Give the Lease up so a successor need not wait for it to expire. A renewal cancelled in flight may
+        still land on the server and make our read stale (409): read again and retry a few times."""
         if self._lease is None:
             return
-        try:
-            lease = await self.client.get("leases", self.name, self.namespace)
-            spec: Obj = lease.get("spec") or {}
-            if spec.get("holderIdentity") != self.identity:
+        for _attempt in range(RELEASE_ATTEMPTS):
+            try:
+                lease = await self.client.get("leases", self.name, self.namespace)
+                spec: Obj = lease.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity:
+                    return
+                now = format_micro_time(self._clock.now())
+                lease["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}
+                await self.client.update("leases", lease, self.namespace)
+                log.info("%s: released lease %s/%s", self.identity, self.namespace, self.name)
                 return
-            now = format_micro_time(self._clock.now())
-            lease["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now}
-            await self.client.update("leases", lease, self.namespace)
-            log.info("%s: released lease %s/%s", self.identity, self.namespace, self.name)
-        except Exception as exc:
-            log.warning("%s: releasing lease failed: %r", self.identity, exc)
+            except ApiError as exc:
+                if exc.code != 409:
+                    log.warning("%s: releasing lease failed: %r", self.identity, exc)
+                    return
+            except Exception as exc:
+                log.warning("%s: releasing lease failed: %r", self.identity, exc)
+                return
+        log.warning("%s: releasing lease gave up after %d conflicts", self.identity, RELEASE_ATTEMPTS)
 
 
 def _whole_seconds(seconds: float) -> int:

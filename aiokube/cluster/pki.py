@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -105,19 +106,28 @@ def create_ca(common_name: str = "aiokube-ca", *, validity: datetime.timedelta =
     return CertKey(cert, key)
 
 
-def _issue(ca: CertKey, subject: x509.Name, usages: list[x509.ObjectIdentifier],
-           sans: list[x509.GeneralName], validity: datetime.timedelta) -> CertKey:
-    key = _new_key()
-    now = _now()
-    builder = (
+def leaf_builder(ca: CertKey, subject: x509.Name, public_key: CertificatePublicKeyTypes, *,
+                 now: datetime.datetime, validity: datetime.timedelta,
+                 backdate: datetime.timedelta = CLOCK_SKEW) -> x509.CertificateBuilder:
+    """A non-CA certificate for `public_key` signed by `ca`: back-dated by `backdate`, valid for `validity` but
+    never past the CA's own expiry. Callers add the key usages and SANs."""
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_before(now - backdate)
         .not_valid_after(min(now + validity, ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+
+
+def _issue(ca: CertKey, subject: x509.Name, usages: list[x509.ObjectIdentifier],
+           sans: list[x509.GeneralName], validity: datetime.timedelta) -> CertKey:
+    key = _new_key()
+    builder = (
+        leaf_builder(ca, subject, key.public_key(), now=_now(), validity=validity)
         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
                                      crl_sign=False, content_commitment=False, data_encipherment=False,
                                      key_agreement=False, encipher_only=False, decipher_only=False), critical=True)

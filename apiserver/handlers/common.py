@@ -82,11 +82,20 @@ def from_kv(kv: KeyValue) -> Obj:
     return obj
 
 
+MAX_STORED_BYTES = 1_572_864 - 8192
+"""etcd refuses requests over its --max-request-bytes (1.5 MiB by default); the key and transaction need the
+rest. Larger objects are refused before the write, as etcd would, rather than failing in storage."""
+
+
 def to_stored(obj: Obj) -> bytes:
+    """The object as stored in etcd (without its resourceVersion, which is etcd's mod revision)."""
     meta = obj.get("metadata", {})
     rv = meta.pop("resourceVersion", None)
     try:
-        return orjson.dumps(obj)
+        stored = orjson.dumps(obj)
+        if len(stored) > MAX_STORED_BYTES:
+            raise ApiError(413, "etcdserver: request is too large", "RequestEntityTooLarge")
+        return stored
     finally:
         if rv is not None:
             meta["resourceVersion"] = rv
@@ -99,7 +108,10 @@ def with_type(obj: Obj, handle: ResourceHandle) -> Obj:
 
 
 def json_response(obj: object, status: int = 200, warnings: list[str] | None = None) -> Response:
-    response = Response(orjson.dumps(obj), status_code=status, media_type=JSON)
+    return add_warnings(Response(orjson.dumps(obj), status_code=status, media_type=JSON), warnings)
+
+
+def add_warnings(response: Response, warnings: list[str] | None) -> Response:
     for message in warnings or ():
         # One `Warning: 299 - "…"` header per message, as Kubernetes sends them (kubectl prints each).
         escaped = message.replace("\\", "\\\\").replace('"', '\\"')

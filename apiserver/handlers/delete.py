@@ -81,14 +81,23 @@ def _pod_grace(obj: Obj, opts: DeleteOptions) -> int:
     """Only a pod bound to a node is deleted gracefully: its kubelet must stop the containers first."""
     if not obj.get("spec", {}).get("nodeName"):
         return 0
+    if obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+        return 0  # its containers have already stopped: nothing to wait for
     if opts.grace_period_seconds is not None:
         return max(0, opts.grace_period_seconds)
     return int(obj.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_POD_GRACE) or 0)
 
 
+IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+"""Namespaces Kubernetes' NamespaceLifecycle admission refuses to delete."""
+
+
 async def delete_object(state: ServerState, handle: ResourceHandle, namespace: str | None, name: str,
                         opts: DeleteOptions) -> Obj:
     info = handle.info
+    if info.plural == "namespaces" and not info.group and name in IMMORTAL_NAMESPACES:
+        raise ApiError(403, f'namespaces "{name}" is forbidden: this namespace may not be deleted', "Forbidden",
+                       {"name": name, "kind": "namespaces"})
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await read_current(handle, namespace, name)
         try:
@@ -97,7 +106,8 @@ async def delete_object(state: ServerState, handle: ResourceHandle, namespace: s
             continue
         except KeyNotFoundError:
             continue  # gone between our read and our delete: the next read answers 404
-        if info.plural == "namespaces" and result.get("metadata", {}).get("deletionTimestamp"):
+        if (info.plural == "namespaces" and not opts.dry_run
+                and result.get("metadata", {}).get("deletionTimestamp")):
             state.namespaces.note_terminating(name)
         return result
     raise conflict(info.plural, info.group, name, MODIFIED_MESSAGE)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from aiokube.api.errors import bad_request, expired, not_found
+from aiokube.api.errors import ApiError, bad_request, expired, not_found
 from aiokube.api.types import Obj
 from apiserver.handlers.common import from_kv, query_int, with_type
 from apiserver.handlers.selection import Selection
@@ -47,9 +47,26 @@ async def get_object(handle: ResourceHandle, namespace: str | None, name: str) -
     return with_type(from_kv(kv), handle)
 
 
+def too_large_resource_version(requested: int, current: int) -> ApiError:
+    """Kubernetes' 504 for a resourceVersion the store has not reached (client-go retries after a second)."""
+    return ApiError(504, f"Too large resource version: {requested}, current: {current}", "Timeout",
+                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                     "retryAfterSeconds": 1})
+
+
+async def check_not_future(handle: ResourceHandle, rv: str) -> None:
+    """A read at a resourceVersion newer than the store's is a 504, not a hang or a storage error."""
+    if rv.isdigit() and int(rv) > 0:
+        current = await handle.storage.current_revision()
+        if int(rv) > current:
+            raise too_large_resource_version(int(rv), current)
+
+
 def _list_revision(query: Mapping[str, str]) -> int | None:
     rv = query.get("resourceVersion") or ""
     match = query.get("resourceVersionMatch") or ""
+    if rv and query.get("continue"):
+        raise bad_request("specifying resource version is not allowed when using continue")
     if match not in ("", "Exact", "NotOlderThan"):
         raise bad_request(f'resourceVersionMatch: Unsupported value: "{match}": supported values: "Exact", '
                           f'"NotOlderThan"')
@@ -71,6 +88,7 @@ async def list_objects(handle: ResourceHandle, namespace: str | None, query: Map
         limit = 0
     prefix = handle.prefix(namespace)
     revision = _list_revision(query)
+    await check_not_future(handle, query.get("resourceVersion") or "")
     start_after: str | None = None
     token = query.get("continue")
     if token:

@@ -15,6 +15,7 @@ from apiserver.handlers.objectmeta import check_type
 from apiserver.handlers.patch import APPLY_PATCH, decode_patch, patch_type
 from apiserver.handlers.state import ServerState
 from apiserver.handlers.update import MAX_CONFLICT_RETRIES, commit_update, read_current
+from apiserver.handlers.validation import check_schema
 from apiserver.registry import ResourceHandle
 from apiserver.storage.interface import ConflictError, KeyValue
 
@@ -133,6 +134,8 @@ async def bind_pod(state: ServerState, pods: ResourceHandle, namespace: str, nam
     """POST pods/x/binding or namespaces/ns/bindings: set spec.nodeName once (the scheduler's only write)."""
     if not isinstance(body, dict) or body.get("kind") not in (None, "Binding"):
         raise bad_request("the body must be a v1 Binding")
+    # Typed decoding in Kubernetes: a field of the wrong type is the client's error, never ours.
+    check_schema(state, body, group="", version="v1", kind="Binding", name=str(name or ""), mode="Ignore")
     meta = body.get("metadata") or {}
     pod_name = name or meta.get("name")
     if not pod_name:
@@ -198,6 +201,7 @@ async def evict_pod(state: ServerState, pods: ResourceHandle, namespace: str, na
     once they are, this is where the budget check and its status update belong."""
     if not isinstance(body, dict) or body.get("kind") not in (None, "Eviction"):
         raise bad_request("the body must be a policy/v1 Eviction")
+    check_schema(state, body, group="policy", version="v1", kind="Eviction", name=name, mode="Ignore")
     meta = body.get("metadata") or {}
     if meta.get("name") and meta["name"] != name:
         raise bad_request("name in URL does not match name in Eviction object")
@@ -214,6 +218,7 @@ async def finalize_namespace(state: ServerState, namespaces: ResourceHandle, nam
     """PUT namespaces/x/finalize changes only spec.finalizers; the emptying write of a terminating namespace
     removes it."""
     new_ns = check_type(body, namespaces)
+    check_schema(state, new_ns, group="", version="v1", kind="Namespace", name=name, mode="Ignore")
     finalizers = (new_ns.get("spec") or {}).get("finalizers") or []
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await read_current(namespaces, None, name)

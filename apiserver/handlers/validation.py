@@ -33,7 +33,8 @@ def _as_cause(error: Any) -> dict[str, str]:
 
 def check_schema(state: ServerState, obj: Obj, *, group: str, version: str, kind: str, name: str,
                  mode: str) -> list[str]:
-    """Schema validation of the object as the client sent it."""
+    """Schema validation of the object as the client sent it. Unknown fields are pruned from `obj` in place
+    (Warn and Ignore), as Kubernetes never stores what its typed structs cannot hold."""
     result = state.schemas.validate(group, version, kind, obj, mode)
     errors = list(getattr(result, "errors", []) or [])
     unknown = list(getattr(result, "unknown", []) or [])
@@ -41,6 +42,7 @@ def check_schema(state: ServerState, obj: Obj, *, group: str, version: str, kind
         raise invalid(kind, group, name, [_as_cause(e) for e in errors])
     if unknown and mode == "Strict":
         raise bad_request(unknown_fields_message(unknown, kind=kind, version=version))
+    result.prune_unknown()
     if unknown and mode == "Warn":
         return [unknown_field_warning(p) for p in unknown]
     return []

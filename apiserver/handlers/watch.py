@@ -17,6 +17,7 @@ import orjson
 from aiokube.api.errors import ApiError, bad_request, expired, status_for
 from aiokube.api.types import Obj
 from apiserver.handlers.common import go_bool, query_int, with_type
+from apiserver.handlers.read import too_large_resource_version
 from apiserver.handlers.selection import Selection
 from apiserver.handlers.state import ServerState
 from apiserver.registry import ResourceHandle
@@ -26,6 +27,7 @@ from apiserver.watch_cache import WatcherTooSlowError
 
 log = logging.getLogger(__name__)
 
+FUTURE_REVISION_WAIT = 3.0  # seconds a watch from a not-yet-reached resourceVersion waits, as Kubernetes' cache
 _SHARED_LINES_KEPT = 512  # encoded events remembered per resource for fan-out to many unfiltered watchers
 
 
@@ -142,6 +144,7 @@ class WatchStream:
                 initial, after = await self._initial()
             else:
                 initial, after = [], int(self.req.resource_version)
+                await self._wait_until_reached(after)
             self.last_revision = after
             try:
                 sub = cache.subscribe(after_revision=after)
@@ -159,17 +162,30 @@ class WatchStream:
             status = expired(f"too old resource version: {self.req.resource_version}").status()
             yield orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
         except WatcherTooSlowError as exc:
-            status = status_for(500, f"the watch fell too far behind and was closed, re-watch from the last "
-                                     f"resourceVersion: {exc}", "InternalError")
-            yield orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
+            # Kubernetes simply closes an unresponsive watcher; clients (reflectors, kubectl) re-watch from
+            # their last resourceVersion on a clean end, while an ERROR event would surface as a failure.
+            log.info("closing a watch of %s that fell too far behind: %s", self.handle.info.plural, exc)
         except (StorageError, ApiError) as exc:
             log.warning("watch of %s ended: %s", self.handle.info.plural, exc)
-            code = exc.code if isinstance(exc, ApiError) else 503
-            yield orjson.dumps({"type": "ERROR", "object": status_for(code, str(exc))}) + b"\n"
+            status = exc.status() if isinstance(exc, ApiError) else status_for(503, str(exc))
+            yield orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
         finally:
             if sub is not None:
                 sub.close()
             metrics.dec()
+
+    async def _wait_until_reached(self, revision: int) -> None:
+        """A watch from a resourceVersion the store has not reached waits a little for it (another server may
+        have written it), then fails with Kubernetes' 504 "Too large resource version"."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FUTURE_REVISION_WAIT
+        while True:
+            current = await self.handle.storage.current_revision()
+            if revision <= current:
+                return
+            if loop.time() >= deadline:
+                raise too_large_resource_version(revision, current)
+            await asyncio.sleep(min(0.1, FUTURE_REVISION_WAIT))
 
     async def _follow(self, sub: object) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()

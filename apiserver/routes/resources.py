@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from aiokube.api.errors import ApiError, bad_request
-from apiserver.codec import decode_body
+from apiserver.codec import decode_body, duplicate_fields
 from apiserver.handlers import nodeproxy, subresources
-from apiserver.handlers.common import go_bool, is_dry_run, json_response, with_type
+from apiserver.handlers.common import add_warnings, go_bool, is_dry_run, json_response, with_type
 from apiserver.handlers.create import WriteOptions, create_object
 from apiserver.handlers.delete import delete_collection, delete_object, parse_delete_options
 from apiserver.handlers.objectmeta import manager_from
@@ -158,16 +158,32 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
             return verb, json_response(subresources.to_scale(obj))
         return verb, json_response(object_table(handle, obj, table) if table is not None else obj)
     body = await _read_body(request, state)
+    # Keys given twice are found on the raw body (decoding keeps the last); fieldValidation decides as for
+    # unknown fields.
+    writes = verb in ("create", "update", "patch")
+    duplicates = duplicate_fields(body, request.headers.get("content-type")) if writes else []
+    if duplicates and field_validation(query) == "Strict":
+        raise bad_request("strict decoding error: " + ", ".join(duplicates))
+    response = await _serve_write(state, request, target, verb, body)
+    if duplicates and field_validation(query) == "Warn":
+        add_warnings(response, duplicates)
+    return verb, response
+
+
+async def _serve_write(state: ServerState, request: Request, target: Target, verb: str, body: bytes) -> Response:
+    """The write verbs (create, update, patch, delete, deletecollection) on a read body."""
+    query = request.query_params
+    handle, ns, name, sub = target.handle, target.namespace, target.name, target.subresource
     content_type = request.headers.get("content-type")
     if verb == "patch":
         assert name is not None
         opts = _write_options(request)
         if sub == "scale":
-            return verb, json_response(await subresources.patch_scale(state, handle, ns, name, body, content_type,
+            return json_response(await subresources.patch_scale(state, handle, ns, name, body, content_type,
                                                                       opts))
         code, obj, warnings = await patch_object(state, handle, ns, name, body, content_type, opts,
                                                  subresource=sub or "")
-        return verb, json_response(with_type(obj, handle), code, warnings)
+        return json_response(with_type(obj, handle), code, warnings)
     decoded = decode_body(body, content_type) if body.strip() else None
     if verb in ("delete", "deletecollection"):
         dry = is_dry_run(query, query.getlist("dryRun"))
@@ -175,30 +191,30 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
         if verb == "delete":
             assert name is not None
             result = await delete_object(state, handle, ns, name, options)
-            return verb, json_response(with_type(result, handle) if result.get("kind") != "Status" else result)
+            return json_response(with_type(result, handle) if result.get("kind") != "Status" else result)
         listing = await list_objects(handle, ns, query)
-        return verb, json_response(await delete_collection(state, handle, ns, listing["items"], options))
+        return json_response(await delete_collection(state, handle, ns, listing["items"], options))
     if decoded is None:
         raise bad_request("the request body is empty")
     opts = _write_options(request)
     if verb == "create":
         if sub == "binding" or (handle.info.plural == "bindings" and name is None):
             pods = state.registry.handle("pods")
-            return verb, json_response(await subresources.bind_pod(state, pods, ns or "", name, decoded, opts), 201)
+            return json_response(await subresources.bind_pod(state, pods, ns or "", name, decoded, opts), 201)
         if sub == "eviction":
             assert name is not None
-            return verb, json_response(await subresources.evict_pod(state, handle, ns or "", name, decoded,
+            return json_response(await subresources.evict_pod(state, handle, ns or "", name, decoded,
                                                                     opts.dry_run), 201)
         if sub == "exec":
             raise nodeproxy.exec_over_plain_http()
         if name is not None:
             raise ApiError(405, "POST is not allowed on an object; use PUT or PATCH", "MethodNotAllowed")
         obj, warnings = await create_object(state, handle, ns, decoded, opts)
-        return verb, json_response(obj, 201, warnings)
+        return json_response(obj, 201, warnings)
     assert name is not None
     if sub == "scale":
-        return verb, json_response(await subresources.update_scale(state, handle, ns, name, decoded, opts))
+        return json_response(await subresources.update_scale(state, handle, ns, name, decoded, opts))
     if sub == "finalize":
-        return verb, json_response(await subresources.finalize_namespace(state, handle, name, decoded, opts))
+        return json_response(await subresources.finalize_namespace(state, handle, name, decoded, opts))
     code, obj, warnings = await update_object(state, handle, ns, name, decoded, opts, subresource=sub or "")
-    return verb, json_response(with_type(obj, handle), code, warnings)
+    return json_response(with_type(obj, handle), code, warnings)

@@ -29,6 +29,7 @@ import pytest
 
 from aiokube.cluster.state import ClusterState
 from tests.support.etcd import free_port
+from tests.support.kubectl import kubectl_env, run_kubectl
 
 TOOLS = ("etcd", "containerd", "runc", "ip", "nsenter", "nft", "iptables-save", "kubectl")
 pytestmark = [
@@ -133,12 +134,8 @@ class Cluster:
         return state
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KUBECONFIG": self.state.kubeconfig, "HOME": self.data_dir}
-        result = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
-                                env=env)
-        if check:
-            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-        return result
+        return run_kubectl(["kubectl", *args], kubeconfig=self.state.kubeconfig, home=self.data_dir, stdin=stdin,
+                           check=check)
 
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
@@ -314,9 +311,8 @@ def test_kubectl_logs_plain_tail_and_follow(cluster: Cluster) -> None:
     wait_until("talker to log", lambda: "line 3" in cluster.kubectl("logs", "talker").stdout, timeout=30)
     assert cluster.kubectl("logs", "talker").stdout.startswith("line 0\n")
     assert len(cluster.kubectl("logs", "talker", "--tail", "2").stdout.splitlines()) == 2
-    env = {**os.environ, "KUBECONFIG": cluster.state.kubeconfig, "HOME": cluster.data_dir}
     follow = subprocess.Popen(["kubectl", "logs", "-f", "--tail", "1", "talker"], stdout=subprocess.PIPE, text=True,
-                              env=env)
+                              env=kubectl_env(cluster.state.kubeconfig, cluster.data_dir))
     try:
         assert follow.stdout is not None
         first = int(follow.stdout.readline().split()[1])

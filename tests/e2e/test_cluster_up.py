@@ -4,7 +4,6 @@ containerd; `aiokube down` leaves no process behind."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import pytest
 
 from aiokube.cluster.state import ClusterState
 from tests.support.etcd import free_port
+from tests.support.kubectl import run_kubectl
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kubectl]
 
@@ -63,8 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
 
 
 def kubectl(state: ClusterState, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": state.kubeconfig, "HOME": state.data_dir}
-    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60, env=env)
+    return run_kubectl(["kubectl", *args], kubeconfig=state.kubeconfig, home=state.data_dir, stdin=stdin)
 
 
 def test_apply_deployment_runs_containers(cluster: ClusterState) -> None:

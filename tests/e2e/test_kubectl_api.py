@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.apiserver import running_apiserver
+from tests.support.kubectl import kubectl_env, run_kubectl
 
 pytestmark = [pytest.mark.etcd, pytest.mark.kubectl]
 
@@ -70,15 +71,15 @@ class Kubectl:
     def argv(self, *args: str) -> list[str]:
         return [KUBECTL, "--server", self.server, "--cache-dir", os.path.join(self.home, "cache"), *args]
 
+    @property
+    def kubeconfig(self) -> str:
+        return os.path.join(self.home, "none")  # no file: --server alone says where to go
+
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HOME": self.home, "KUBECONFIG": os.path.join(self.home, "none")}
+        return kubectl_env(self.kubeconfig, self.home)
 
     def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self.argv(*args), input=stdin, capture_output=True, text=True, timeout=60,
-                                env=self.env())
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
+        return run_kubectl(self.argv(*args), kubeconfig=self.kubeconfig, home=self.home, stdin=stdin, check=check)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,16 +14,6 @@ from apiserver.allocators import NodePortAllocator, ServiceAllocators, ServiceIP
 from apiserver.storage.etcd import EtcdStorage
 
 pytestmark = pytest.mark.etcd
-
-
-@pytest.fixture
-async def storage(etcd_url: str) -> AsyncIterator[EtcdStorage]:
-    store = EtcdStorage([etcd_url])
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def service(name: str, kind: str = "ClusterIP", **spec: object) -> dict:

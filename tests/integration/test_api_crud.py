@@ -213,3 +213,17 @@ async def test_unserved_representations_are_refused(api: httpx.AsyncClient) -> N
     assert response.status_code == 406 and response.json()["reason"] == "NotAcceptable"
     fallback = await api.get(CM, headers={"accept": f"{accept},application/json"})
     assert fallback.status_code == 200 and fallback.json()["kind"] == "ConfigMapList"
+
+
+async def test_objects_over_etcds_request_limit_are_a_413(api: httpx.AsyncClient) -> None:
+    # Under the 3 MiB body cap, over etcd's 1.5 MiB request limit: refused like etcd does, never a 500.
+    env = [{"name": f"E{i}", "value": "x" * 1000} for i in range(1700)]
+    big = deployment("big")
+    big["spec"]["template"]["spec"]["containers"][0]["env"] = env
+    refused = await api.post(DEPLOY, json=big)
+    assert refused.status_code == 413 and refused.json()["message"] == "etcdserver: request is too large"
+    assert (await api.get(f"{DEPLOY}/big")).status_code == 404
+    small = (await api.post(DEPLOY, json=deployment("big"))).json()
+    small["spec"]["template"]["spec"]["containers"][0]["env"] = env
+    assert (await api.put(f"{DEPLOY}/big", json=small)).status_code == 413
+    assert "env" not in (await api.get(f"{DEPLOY}/big")).json()["spec"]["template"]["spec"]["containers"][0]

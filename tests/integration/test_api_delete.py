@@ -103,3 +103,41 @@ async def test_delete_collection(api: httpx.AsyncClient) -> None:
     assert response.status_code == 200 and len(response.json()["items"]) == 2
     left = [i["metadata"]["name"] for i in (await api.get(CM)).json()["items"]]
     assert left == ["c2"]
+
+
+async def test_dry_run_namespace_delete_changes_nothing(api: httpx.AsyncClient) -> None:
+    await api.post("/api/v1/namespaces", json={"metadata": {"name": "dry"}})
+    dry = await api.delete("/api/v1/namespaces/dry", params={"dryRun": "All"})
+    assert dry.status_code == 200 and dry.json()["metadata"]["deletionTimestamp"]
+    assert "deletionTimestamp" not in (await api.get("/api/v1/namespaces/dry")).json()["metadata"]
+    created = await api.post("/api/v1/namespaces/dry/configmaps", json={"metadata": {"name": "still-writable"}})
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.parametrize("name", ["default", "kube-system", "kube-public"])
+async def test_system_namespaces_may_not_be_deleted(api: httpx.AsyncClient, name: str) -> None:
+    await api.post("/api/v1/namespaces", json={"metadata": {"name": name}})  # may exist already
+    refused = await api.delete(f"/api/v1/namespaces/{name}")
+    assert refused.status_code == 403 and refused.json()["reason"] == "Forbidden"
+    assert refused.json()["message"] == f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+    assert (await api.get(f"/api/v1/namespaces/{name}")).status_code == 200
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+async def test_terminal_pods_are_deleted_at_once(api: httpx.AsyncClient, phase: str) -> None:
+    name = f"done-{phase.lower()}"
+    await api.post(PODS, json=pod(name, node="n1"))
+    status = await api.patch(f"{PODS}/{name}/status", json={"status": {"phase": phase}}, headers=MERGE)
+    assert status.status_code == 200
+    assert (await api.delete(f"{PODS}/{name}")).status_code == 200
+    assert (await api.get(f"{PODS}/{name}")).status_code == 404
+
+
+async def test_resource_version_precondition_on_delete(api: httpx.AsyncClient) -> None:
+    obj = (await api.post(CM, json={"metadata": {"name": "rvp"}})).json()
+    stale = await api.request("DELETE", f"{CM}/rvp", json={"preconditions": {"resourceVersion": "1"}})
+    assert stale.status_code == 409 and "Precondition failed: ResourceVersion" in stale.json()["message"]
+    assert (await api.get(f"{CM}/rvp")).status_code == 200
+    exact = {"preconditions": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
+    assert (await api.request("DELETE", f"{CM}/rvp", json=exact)).status_code == 200
+    assert (await api.get(f"{CM}/rvp")).status_code == 404

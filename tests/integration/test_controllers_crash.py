@@ -16,8 +16,7 @@ import asyncio
 import os
 import random
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,6 @@ ELECTION_FLAGS = ("--leader-elect-lease-duration", f"{LEASE_DURATION}s",
 
 
 @pytest.fixture
-async def client(apiserver: str) -> AsyncIterator[ApiClient]:
-    async with ApiClient(apiserver) as api:
-        yield api
-
-
-@pytest.fixture
 def kubeconfig(apiserver: str, tmp_path: Path) -> str:
     return write_kubeconfig(str(tmp_path / "kubeconfig"), apiserver)
 
@@ -57,13 +50,6 @@ def processes(tmp_path: Path) -> Iterator[list[ManagerProcess]]:
     yield started
     for proc in started:
         proc.kill()
-
-
-@pytest.fixture
-async def namespace(client: ApiClient) -> str:
-    name = f"crash-{uuid.uuid4().hex[:8]}"
-    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 def deployment(name: str, replicas: int, image: str) -> dict[str, Any]:

@@ -19,19 +19,6 @@ pytestmark = pytest.mark.etcd
 
 
 @pytest.fixture
-async def client(apiserver: str) -> AsyncIterator[ApiClient]:
-    async with ApiClient(apiserver) as api:
-        yield api
-
-
-@pytest.fixture
-async def namespace(client: ApiClient) -> str:
-    name = f"gc-{uuid.uuid4().hex[:8]}"
-    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
 async def manager(client: ApiClient) -> AsyncIterator[Any]:
     options = ManagerOptions(leader_elect=False, controllers=["replicaset", "garbagecollector", "namespace",
                                                               "serviceaccount"])
@@ -92,6 +79,31 @@ async def test_foreground_deletion_waits_for_dependents(client: ApiClient, names
     # the owner stays (with its finalizer) until the dependents are gone, then goes itself
     await eventually(lambda: gone(client, "replicasets", "fg", namespace))
     assert await pod_count(client, namespace, "fg") == 0
+
+
+async def test_foreground_owner_stays_while_a_blocking_dependent_remains(client: ApiClient, namespace: str,
+                                                                          manager: Any) -> None:
+    owner = await client.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": "fg-owner"}}, namespace=namespace)
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "fg-owner", "uid": owner["metadata"]["uid"],
+           "blockOwnerDeletion": True}
+    # The dependent holds a finalizer of its own, so it lingers (being deleted) until the test lets it go.
+    await client.create("configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "fg-dep", "ownerReferences": [ref], "finalizers": ["example.com/hold"]}}, namespace=namespace)
+    await client.delete("configmaps", "fg-owner", namespace=namespace, propagation_policy="Foreground")
+
+    async def dependent_being_deleted() -> bool:
+        dep = await client.get("configmaps", "fg-dep", namespace=namespace)
+        return bool(dep["metadata"].get("deletionTimestamp"))
+
+    await eventually(dependent_being_deleted)
+    await asyncio.sleep(0.5)  # time for a wrong early release of the owner to happen
+    held = await client.get("configmaps", "fg-owner", namespace=namespace)
+    assert held["metadata"].get("deletionTimestamp")
+    assert "foregroundDeletion" in held["metadata"].get("finalizers", [])
+    await client.patch("configmaps", "fg-dep", {"metadata": {"finalizers": None}}, namespace=namespace)
+    await eventually(lambda: gone(client, "configmaps", "fg-owner", namespace))
+    assert await gone(client, "configmaps", "fg-dep", namespace)
 
 
 async def test_orphan_deletion_keeps_dependents(client: ApiClient, namespace: str, manager: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,19 +16,6 @@ from controllers.testing import eventually, mark_pod_ready, running_manager
 from controllers.timeutil import format_micro_time, format_time, system_clock
 
 pytestmark = pytest.mark.etcd
-
-
-@pytest.fixture
-async def client(apiserver: str) -> AsyncIterator[ApiClient]:
-    async with ApiClient(apiserver) as api:
-        yield api
-
-
-@pytest.fixture
-async def namespace(client: ApiClient) -> str:
-    name = f"nd-{uuid.uuid4().hex[:8]}"
-    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 async def ensure_namespace(client: ApiClient, name: str) -> None:

@@ -6,7 +6,6 @@ Pods are never run (no node agent): readiness is driven through pods/status as a
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,19 +18,6 @@ from controllers.podutil import is_active, is_ready
 from controllers.testing import RolloutChecker, eventually, mark_pod_ready, running_manager
 
 pytestmark = pytest.mark.etcd
-
-
-@pytest.fixture
-async def client(apiserver: str) -> AsyncIterator[ApiClient]:
-    async with ApiClient(apiserver) as api:
-        yield api
-
-
-@pytest.fixture
-async def namespace(client: ApiClient) -> str:
-    name = f"ctl-{uuid.uuid4().hex[:8]}"
-    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 @pytest.fixture

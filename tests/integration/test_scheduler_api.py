@@ -21,12 +21,6 @@ pytestmark = pytest.mark.etcd
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 
 
-@pytest.fixture
-async def client(apiserver: str) -> AsyncIterator[ApiClient]:
-    async with ApiClient(server=apiserver) as api_client:
-        yield api_client
-
-
 @contextlib.asynccontextmanager
 async def running_scheduler(client: ApiClient) -> AsyncIterator[Scheduler]:
     scheduler = Scheduler(client, initial_backoff=0.05, max_backoff=0.2)

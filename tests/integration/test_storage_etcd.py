@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
-import tempfile
-import urllib.request
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,34 +16,15 @@ from apiserver.storage.interface import (
     StorageUnavailableError,
     WatchEvent,
 )
-from tests.support.etcd import free_port, start_etcd
+from tests.support.etcd import etcd_watcher_count, free_port, restartable_etcd
 
 pytestmark = pytest.mark.etcd
-
-
-@pytest.fixture
-async def storage(etcd_url: str) -> AsyncIterator[EtcdStorage]:
-    store = EtcdStorage([etcd_url])
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def take(events: AsyncIterator[WatchEvent], count: int, within: float = 5.0) -> list[WatchEvent]:
     async def collect() -> list[WatchEvent]:
         return [await anext(events) for _ in range(count)]
     return await asyncio.wait_for(collect(), within)
-
-
-def etcd_watchers(url: str) -> int:
-    """etcd's own count of server-side watchers, to prove watches are cancelled."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    match = re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", text, re.MULTILINE)
-    assert match, "etcd /metrics has no etcd_debugging_mvcc_watcher_total"
-    return int(float(match.group(1)))
 
 
 async def test_create_get_and_already_exists(storage: EtcdStorage, etcd_prefix: str) -> None:
@@ -193,19 +170,19 @@ async def test_watch_replays_history_then_goes_live(storage: EtcdStorage, etcd_p
 
 async def test_closing_a_watch_cancels_it_in_etcd(storage: EtcdStorage, etcd_prefix: str,
                                                   etcd_url: str) -> None:
-    before = etcd_watchers(etcd_url)
+    before = etcd_watcher_count(etcd_url)
     created = await storage.create(f"{etcd_prefix}/k", b"x")
     watches = [storage.watch(f"{etcd_prefix}/", start_revision=created) for _ in range(3)]
     for watch in watches:
         await take(watch, 1)  # opens the stream: the first event is the replayed create
-    assert etcd_watchers(etcd_url) >= before + 3
+    assert etcd_watcher_count(etcd_url) >= before + 3
     for watch in watches:
         await watch.aclose()  # type: ignore[attr-defined]
     for _ in range(50):
-        if etcd_watchers(etcd_url) <= before:
+        if etcd_watcher_count(etcd_url) <= before:
             break
         await asyncio.sleep(0.05)
-    assert etcd_watchers(etcd_url) <= before
+    assert etcd_watcher_count(etcd_url) <= before
 
 
 def test_grpc_target_lists_every_ip_endpoint() -> None:
@@ -217,37 +194,33 @@ def test_grpc_target_lists_every_ip_endpoint() -> None:
 
 async def test_watch_resumes_after_etcd_restart_without_gap_or_duplicate() -> None:
     """Writes before, during (refused) and after an etcd restart: the one watch sees each committed write once."""
-    data_dir = tempfile.mkdtemp(prefix="aiokube-etcd-restart-")
-    client_port, peer_port = free_port(), free_port()
-    etcd = start_etcd(data_dir, client_port=client_port, peer_port=peer_port)
-    storage = EtcdStorage([etcd.url], request_timeout=0.5, watch_reconnect_timeout=30)
-    try:
-        await storage.connect()
-        start = await storage.current_revision() + 1
-        watch = storage.watch("/restart/", start_revision=start)
-        committed = [await storage.create(f"/restart/before-{i}", b"x") for i in range(5)]
-        assert [e.revision for e in await take(watch, 5)] == committed
+    with restartable_etcd("aiokube-etcd-restart-") as etcd:
+        storage = EtcdStorage([etcd.url], request_timeout=0.5, watch_reconnect_timeout=30)
+        try:
+            await storage.connect()
+            start = await storage.current_revision() + 1
+            watch = storage.watch("/restart/", start_revision=start)
+            committed = [await storage.create(f"/restart/before-{i}", b"x") for i in range(5)]
+            assert [e.revision for e in await take(watch, 5)] == committed
 
-        etcd.stop()
-        with pytest.raises(StorageUnavailableError):
-            await storage.get("/restart/before-0")
-        etcd = start_etcd(data_dir, client_port=client_port, peer_port=peer_port)
+            etcd.stop()
+            with pytest.raises(StorageUnavailableError):
+                await storage.get("/restart/before-0")
+            etcd.start()
 
-        for i in range(5):
-            for _ in range(40):  # the channel reconnects within ~1 s
-                try:
-                    committed.append(await storage.create(f"/restart/after-{i}", b"y"))
-                    break
-                except StorageUnavailableError:
-                    await asyncio.sleep(0.1)
-        resumed = await take(watch, 5, within=15)
-        assert [e.revision for e in resumed] == committed[5:]
-        assert [e.key for e in resumed] == [f"/restart/after-{i}" for i in range(5)]
-        await watch.aclose()  # type: ignore[attr-defined]
-    finally:
-        await storage.close()
-        etcd.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+            for i in range(5):
+                for _ in range(40):  # the channel reconnects within ~1 s
+                    try:
+                        committed.append(await storage.create(f"/restart/after-{i}", b"y"))
+                        break
+                    except StorageUnavailableError:
+                        await asyncio.sleep(0.1)
+            resumed = await take(watch, 5, within=15)
+            assert [e.revision for e in resumed] == committed[5:]
+            assert [e.key for e in resumed] == [f"/restart/after-{i}" for i in range(5)]
+            await watch.aclose()  # type: ignore[attr-defined]
+        finally:
+            await storage.close()
 
 
 async def test_unreachable_etcd_is_storage_unavailable() -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
-import shutil
-import tempfile
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,19 +20,9 @@ from apiserver.storage.interface import (
     WatchEvent,
 )
 from apiserver.watch_cache import Subscription, WatchCache, WatcherTooSlowError
-from tests.support.etcd import free_port, start_etcd
+from tests.support.etcd import etcd_watcher_count, restartable_etcd
 
 pytestmark = pytest.mark.etcd
-
-
-@pytest.fixture
-async def storage(etcd_url: str) -> AsyncIterator[EtcdStorage]:
-    store = EtcdStorage([etcd_url])
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def started(storage: EtcdStorage, prefix: str, **options: int) -> WatchCache:
@@ -98,18 +84,9 @@ async def test_late_subscriber_is_served_from_history(storage: EtcdStorage, etcd
         await cache.stop()
 
 
-def etcd_watchers(url: str) -> int:
-    """etcd's own count of server-side watchers, to prove catch-up watches are cancelled."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    match = re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", text, re.MULTILINE)
-    assert match, "etcd /metrics has no etcd_debugging_mvcc_watcher_total"
-    return int(float(match.group(1)))
-
-
 async def test_subscriber_older_than_history_catches_up_from_etcd(storage: EtcdStorage, etcd_prefix: str,
                                                                   etcd_url: str) -> None:
-    watchers_before = etcd_watchers(etcd_url)
+    watchers_before = etcd_watcher_count(etcd_url)
     start = await storage.current_revision()
     early = await write_many(storage, etcd_prefix, 5, tag="early")  # before the cache existed
     cache = await started(storage, f"{etcd_prefix}/", history_size=5)
@@ -126,10 +103,10 @@ async def test_subscriber_older_than_history_catches_up_from_etcd(storage: EtcdS
         assert [e.revision for e in racing_events] == await racing
         assert cache.subscriber_count == 1  # attached to the live stream again
         for _ in range(50):  # the direct watch is cancelled in etcd: only the cache's own remains
-            if etcd_watchers(etcd_url) == watchers_before + 1:
+            if etcd_watcher_count(etcd_url) == watchers_before + 1:
                 break
             await asyncio.sleep(0.02)
-        assert etcd_watchers(etcd_url) == watchers_before + 1
+        assert etcd_watcher_count(etcd_url) == watchers_before + 1
         sub.close()
     finally:
         await cache.stop()
@@ -341,32 +318,28 @@ async def test_compactor_keeps_the_retention_window(storage: EtcdStorage, etcd_p
 
 async def test_cache_rides_through_an_etcd_restart(etcd_prefix: str) -> None:
     """The cache's single watch resumes after etcd restarts on the same data: subscribers see every write."""
-    data_dir = tempfile.mkdtemp(prefix="aiokube-etcd-cache-restart-")
-    client_port, peer_port = free_port(), free_port()
-    etcd = start_etcd(data_dir, client_port=client_port, peer_port=peer_port)
-    storage = EtcdStorage([etcd.url], request_timeout=0.5)
-    await storage.connect()
-    cache = await started(storage, f"{etcd_prefix}/")
-    try:
-        subs = [cache.subscribe(after_revision=cache.revision) for _ in range(3)]
-        committed = await write_many(storage, etcd_prefix, 5, tag="before")
-        for sub in subs:
-            assert [e.revision for e in await take(sub, 5)] == committed
+    with restartable_etcd("aiokube-etcd-cache-restart-") as etcd:
+        storage = EtcdStorage([etcd.url], request_timeout=0.5)
+        await storage.connect()
+        cache = await started(storage, f"{etcd_prefix}/")
+        try:
+            subs = [cache.subscribe(after_revision=cache.revision) for _ in range(3)]
+            committed = await write_many(storage, etcd_prefix, 5, tag="before")
+            for sub in subs:
+                assert [e.revision for e in await take(sub, 5)] == committed
 
-        etcd.stop()
-        etcd = start_etcd(data_dir, client_port=client_port, peer_port=peer_port)
-        for i in range(5):
-            for _ in range(40):  # the channel reconnects within ~1 s
-                try:
-                    committed.append(await storage.create(f"{etcd_prefix}/after-{i}", b"y"))
-                    break
-                except StorageUnavailableError:
-                    await asyncio.sleep(0.1)
-        for sub in subs:
-            assert [e.revision for e in await take(sub, 5, within=15)] == committed[5:]
-        assert cache.revision == committed[-1]
-    finally:
-        await cache.stop()
-        await storage.close()
-        etcd.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+            etcd.stop()
+            etcd.start()
+            for i in range(5):
+                for _ in range(40):  # the channel reconnects within ~1 s
+                    try:
+                        committed.append(await storage.create(f"{etcd_prefix}/after-{i}", b"y"))
+                        break
+                    except StorageUnavailableError:
+                        await asyncio.sleep(0.1)
+            for sub in subs:
+                assert [e.revision for e in await take(sub, 5, within=15)] == committed[5:]
+            assert cache.revision == committed[-1]
+        finally:
+            await cache.stop()
+            await storage.close()

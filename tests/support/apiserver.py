@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import urllib.request
@@ -24,20 +25,29 @@ def running_apiserver(etcd_url: str, etcd_prefix: str, **overrides: object) -> I
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, lifespan="on",
                                            log_level="warning", access_log=False, timeout_graceful_shutdown=2,
                                            http="httptools"))
-    thread = threading.Thread(target=server.run, name=f"apiserver-{port}", daemon=True)
+    with serving_in_thread(server, f"http://127.0.0.1:{port}", f"apiserver-{port}") as url:
+        yield url
+
+
+@contextmanager
+def serving_in_thread(server: uvicorn.Server, url: str, thread_name: str,
+                      context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Run `server` in a daemon thread until its /readyz answers 200 (verified with `context` for TLS), yield
+    `url`, and stop it (lifespan shutdown included) on exit."""
+    # uvicorn installs signal handlers only in the main thread, so this thread leaves the test's alone.
+    thread = threading.Thread(target=server.run, name=thread_name, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1, context=context) as response:
                 if response.status == 200:
                     break
         except OSError:
             pass
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError("the API server did not become ready")
+            raise RuntimeError(f"the API server at {url} did not become ready")
         time.sleep(0.05)
     try:
         yield url

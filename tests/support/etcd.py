@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,6 +11,8 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -73,3 +76,45 @@ def start_etcd(data_dir: str | None = None, *, extra_args: list[str] | None = No
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"etcd did not become healthy; see {data_dir}/etcd.log")
+
+
+class RestartableEtcd:
+    """A private etcd that a test stops and starts again on the same data dir and ports (to test reconnection)."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.process = start_etcd(data_dir, client_port=self.client_port, peer_port=self.peer_port)
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def start(self) -> None:
+        self.process = start_etcd(self.data_dir, client_port=self.client_port, peer_port=self.peer_port)
+
+
+@contextmanager
+def restartable_etcd(prefix: str) -> Iterator[RestartableEtcd]:
+    """A RestartableEtcd in a fresh temp dir, stopped and its data removed on exit."""
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        etcd = RestartableEtcd(data_dir)
+        try:
+            yield etcd
+        finally:
+            etcd.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def etcd_watcher_count(url: str) -> int:
+    """etcd's own count of server-side watchers, to prove that watches are cancelled."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", text, re.MULTILINE)
+    assert match, "etcd /metrics has no etcd_debugging_mvcc_watcher_total"
+    return int(float(match.group(1)))

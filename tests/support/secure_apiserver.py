@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from aiokube.cluster import pki
 from apiserver.app import create_app
 from apiserver.auth.setup import secure, serving_options
 from apiserver.config import Config
+from tests.support.apiserver import serving_in_thread
 from tests.support.etcd import free_port
 
 TOKENS = {  # token -> (user, uid, groups)
@@ -70,25 +68,7 @@ def secure_cluster(etcd_url: str, etcd_prefix: str, directory: str, *,
     server = uvicorn.Server(uvicorn.Config(secure(create_app(config), config), host="127.0.0.1", port=port,
                                            lifespan="on", log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=2, **serving_options(config)))
-    # uvicorn installs signal handlers only in the main thread, so this thread leaves the test's alone.
-    thread = threading.Thread(target=server.run, name=f"secure-apiserver-{port}", daemon=True)
-    thread.start()
     cluster = SecureCluster(f"https://127.0.0.1:{port}", directory, ca)
     context = ssl.create_default_context(cafile=cluster.ca_file)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{cluster.url}/readyz", timeout=1, context=context) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the secure API server did not become ready")
-        time.sleep(0.05)
-    try:
+    with serving_in_thread(server, cluster.url, f"secure-apiserver-{port}", context):
         yield cluster
-    finally:
-        server.should_exit = True
-        thread.join(15)

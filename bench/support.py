@@ -1,0 +1,86 @@
+"""What the benchmarks share: running the control-plane processes they time, and reading their cost from /proc.
+
+The benchmarks run as scripts (`.venv/bin/python bench/bench_x.py`) and put the repository root on sys.path
+before importing this module as `bench.support`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from aiokube.client import ApiClient
+
+ROOT = Path(__file__).resolve().parent.parent
+CREATE_CONCURRENCY = 32
+
+
+def spawn(argv: list[str], *, log: Path | None = None, quiet: bool = False) -> subprocess.Popen[bytes]:
+    """Start a process in the repository root, in its own session; its output goes to `log` when given,
+    else stderr is dropped when `quiet`, else both stay on this terminal."""
+    if log is not None:
+        with open(log, "ab") as out:
+            return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
+    return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else None)
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 15 s: the processes get to close their etcd leases and watches first."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Poll the API server's /readyz for up to 60 s, failing at once if it exits."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the API server exited")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the API server did not become ready")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (fields 14 and 15 of /proc/PID/stat)."""
+    # The command name in parentheses may hold spaces: split after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    """A live process's peak resident set (VmHWM) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def create_all(client: ApiClient, resource: str, bodies: list[dict[str, Any]],
+                     concurrency: int = CREATE_CONCURRENCY) -> None:
+    """Create every body through the API, `concurrency` requests in flight."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await client.create(resource, queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
