@@ -135,6 +135,7 @@ async def _delete_current(state: ServerState, handle: ResourceHandle, current: K
     if grace > 0 or finalizers:
         meta["deletionTimestamp"] = now_rfc3339(time.time() + grace)
         meta["deletionGracePeriodSeconds"] = grace
+        _bump_generation(meta)
         if finalizers:
             meta["finalizers"] = finalizers
         if not opts.dry_run:
@@ -142,6 +143,14 @@ async def _delete_current(state: ServerState, handle: ResourceHandle, current: K
             meta["resourceVersion"] = str(revision)
         return obj
     return await _remove(state, handle, current, obj, opts)
+
+
+def _bump_generation(meta: Obj) -> None:
+    """Setting deletionTimestamp is a change of the desired state: Kubernetes' BeforeDelete bumps a tracked
+    generation so that controllers watching observedGeneration notice it."""
+    generation = meta.get("generation")
+    if isinstance(generation, int) and generation > 0:
+        meta["generation"] = generation + 1
 
 
 async def _delete_again(state: ServerState, handle: ResourceHandle, current: KeyValue, obj: Obj,
@@ -191,6 +200,7 @@ async def _delete_namespace(state: ServerState, handle: ResourceHandle, current:
         return await _remove(state, handle, current, obj, opts)
     meta["deletionTimestamp"] = now_rfc3339()
     meta["deletionGracePeriodSeconds"] = 0
+    _bump_generation(meta)
     obj.setdefault("status", {})["phase"] = "Terminating"
     if not opts.dry_run:
         revision = await handle.storage.update(current.key, to_stored(obj), expected_revision=current.mod_revision)

@@ -60,6 +60,10 @@ async def commit_update(state: ServerState, handle: ResourceHandle, current: Key
     if check_schema_of_new:
         warnings = check_schema(state, new, group=info.group, version=info.version, kind=info.kind, name=name,
                                 mode=opts.field_validation)
+    new_uid, old_uid = (new.get("metadata") or {}).get("uid"), old["metadata"].get("uid")
+    if new_uid and new_uid != old_uid:  # a uid in the body is a precondition, as in Kubernetes' Store.Update
+        raise conflict(info.plural, info.group, name,
+                       f"Precondition failed: UID in precondition: {new_uid}, UID in object meta: {old_uid}")
     carry_system_fields(new, old)
     if subresource == "status":
         strategy.prepare_for_status_update(new, old)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokube.api.errors import bad_request, invalid
 from aiokube.api.types import Obj
+from apiserver.handlers.metavalidation import validate_shared_meta
 from apiserver.handlers.state import ServerState
 from apiserver.registry import ResourceHandle
 from apiserver.schema import unknown_field_warning, unknown_fields_message
@@ -50,7 +51,7 @@ def check_schema(state: ServerState, obj: Obj, *, group: str, version: str, kind
 
 def check_strategy(handle: ResourceHandle, obj: Obj, old: Obj | None) -> None:
     """Strategy validation (and validate_update on updates) → 422 with causes."""
-    causes = list(handle.strategy.validate(obj))
+    causes = validate_shared_meta(obj) + list(handle.strategy.validate(obj))
     if old is not None:
         causes += handle.strategy.validate_update(obj, old)
     if causes:

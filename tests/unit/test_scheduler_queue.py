@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scheduler.podinfo import pod_info
-from scheduler.queue import SchedulingQueue
+from scheduler.queue import QueuedPod, SchedulingQueue
 from tests.unit.scheduler_fixtures import make_pod
 
 
@@ -13,6 +13,16 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def one_pod_popped(**options: float) -> tuple[Clock, SchedulingQueue, QueuedPod]:
+    """A queue (on a fake clock) whose only pod, default/p, has just been popped for a scheduling cycle."""
+    clock = Clock()
+    queue = SchedulingQueue(clock, **options)
+    queue.add(pod_info(make_pod("p")))
+    qp = queue.pop_nowait()
+    assert qp is not None
+    return clock, queue, qp
 
 
 def test_priority_then_age() -> None:
@@ -44,11 +54,7 @@ def test_backoff_doubles_and_caps() -> None:
 
 
 def test_unschedulable_waits_for_an_event() -> None:
-    clock = Clock()
-    queue = SchedulingQueue(clock)
-    queue.add(pod_info(make_pod("p")))
-    qp = queue.pop_nowait()
-    assert qp is not None
+    clock, queue, qp = one_pod_popped()
     queue.add_unschedulable(qp)
     clock.now += 60
     assert queue.pop_nowait() is None and queue.where("default/p") == "unschedulable"
@@ -59,11 +65,7 @@ def test_unschedulable_waits_for_an_event() -> None:
 
 
 def test_event_during_backoff_moves_to_backoff_not_active() -> None:
-    clock = Clock()
-    queue = SchedulingQueue(clock)
-    queue.add(pod_info(make_pod("p")))
-    qp = queue.pop_nowait()
-    assert qp is not None
+    clock, queue, qp = one_pod_popped()
     queue.add_unschedulable(qp)
     queue.move_all()
     assert queue.where("default/p") == "backoff"
@@ -72,22 +74,14 @@ def test_event_during_backoff_moves_to_backoff_not_active() -> None:
 
 
 def test_move_request_during_cycle_is_not_lost() -> None:
-    clock = Clock()
-    queue = SchedulingQueue(clock)
-    queue.add(pod_info(make_pod("p")))
-    qp = queue.pop_nowait()
-    assert qp is not None
+    _clock, queue, qp = one_pod_popped()
     queue.move_all()  # e.g. a node was added while the pod was being scheduled
     queue.add_unschedulable(qp)
     assert queue.where("default/p") == "backoff"
 
 
 def test_unschedulable_timeout_flushes() -> None:
-    clock = Clock()
-    queue = SchedulingQueue(clock, unschedulable_timeout=300)
-    queue.add(pod_info(make_pod("p")))
-    qp = queue.pop_nowait()
-    assert qp is not None
+    clock, queue, qp = one_pod_popped(unschedulable_timeout=300)
     queue.add_unschedulable(qp)
     clock.now += 301
     assert queue.pop_nowait() is not None

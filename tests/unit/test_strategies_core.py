@@ -7,18 +7,13 @@ import base64
 import copy
 from typing import Any
 
-from aiokube.api.resources import RESOURCES, lookup
+from aiokube.api.resources import RESOURCES
 from apiserver.strategies.base import Strategy
 from apiserver.strategies.registry import strategy_for
 from apiserver.strategies.services import ServiceStrategy
-from apiserver.strategies.tableutil import parse_time
+from tests.unit.strategy_fixtures import NOW, by_field, create, strategy
 
-NOW = parse_time("2024-01-01T12:00:00Z")
 CREATED = "2024-01-01T11:58:00Z"
-
-
-def strategy(resource: str) -> Strategy:
-    return strategy_for(lookup(resource))
 
 
 def obj(kind: str, name: str = "x", namespace: str | None = "default", **fields: Any) -> dict[str, Any]:
@@ -26,17 +21,6 @@ def obj(kind: str, name: str = "x", namespace: str | None = "default", **fields:
     if namespace:
         meta["namespace"] = namespace
     return {"kind": kind, "metadata": meta, **fields}
-
-
-def create(resource: str, body: dict[str, Any]) -> dict[str, Any]:
-    s = strategy(resource)
-    s.default(body)
-    s.prepare_for_create(body)
-    return body
-
-
-def by_field(causes: list[dict[str, str]]) -> dict[str, str]:
-    return {c["field"]: c["message"] for c in causes}
 
 
 def test_registry_covers_every_kind() -> None:

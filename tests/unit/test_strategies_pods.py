@@ -6,12 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from aiokube.api.resources import lookup
-from apiserver.strategies.registry import strategy_for
-from apiserver.strategies.tableutil import parse_time
+from tests.unit.strategy_fixtures import NOW, by_field, create, strategy
 
-PODS = strategy_for(lookup("pods"))
-NOW = parse_time("2024-01-01T12:00:00Z")
+PODS = strategy("pods")
 
 
 def pod(**spec: Any) -> dict[str, Any]:
@@ -25,14 +22,7 @@ def pod(**spec: Any) -> dict[str, Any]:
 
 
 def created(**spec: Any) -> dict[str, Any]:
-    body = pod(**spec)
-    PODS.default(body)
-    PODS.prepare_for_create(body)
-    return body
-
-
-def by_field(causes: list[dict[str, str]]) -> dict[str, str]:
-    return {c["field"]: c["message"] for c in causes}
+    return create("pods", pod(**spec))
 
 
 def test_defaults_match_kubernetes() -> None:

@@ -5,16 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from aiokube.api.resources import lookup
-from apiserver.strategies.base import Strategy
-from apiserver.strategies.registry import strategy_for
-from apiserver.strategies.tableutil import parse_time
-
-NOW = parse_time("2024-01-01T12:00:00Z")
-
-
-def strategy(resource: str) -> Strategy:
-    return strategy_for(lookup(resource))
+from tests.unit.strategy_fixtures import NOW, by_field, create, strategy
 
 
 def template(labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -31,17 +22,6 @@ def workload(kind: str, api_version: str = "apps/v1", **spec: Any) -> dict[str, 
                             "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template()}}
     body["spec"].update(spec)
     return body
-
-
-def create(resource: str, body: dict[str, Any]) -> dict[str, Any]:
-    s = strategy(resource)
-    s.default(body)
-    s.prepare_for_create(body)
-    return body
-
-
-def by_field(causes: list[dict[str, str]]) -> dict[str, str]:
-    return {c["field"]: c["message"] for c in causes}
 
 
 # --- Deployment ---------------------------------------------------------------------------------------------
