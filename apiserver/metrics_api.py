@@ -20,6 +20,7 @@ from starlette.responses import Response
 from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
 from apiserver.handlers.common import json_response, now_rfc3339
+from apiserver.handlers.nodeproxy import KubeletClientTLS, kubelet_tls, node_endpoint
 from apiserver.handlers.read import get_object, list_objects
 from apiserver.handlers.state import ServerState
 
@@ -52,19 +53,12 @@ def memory_quantity(num_bytes: float) -> str:
     return f"{int(num_bytes) // 1024}Ki"
 
 
-def _node_address(node: Obj) -> str | None:
-    status = node.get("status", {})
-    addresses = {a.get("type"): a.get("address") for a in status.get("addresses", [])}
-    address = addresses.get("InternalIP") or addresses.get("ExternalIP") or addresses.get("Hostname")
-    port = status.get("daemonEndpoints", {}).get("kubeletEndpoint", {}).get("Port")
-    if not address or not port:
-        return None
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}"
+def _node_address(node: Obj, tls: KubeletClientTLS | None = None) -> str | None:
+    return node_endpoint(node, tls)
 
 
-async def _summary(client: httpx.AsyncClient, node: Obj) -> Obj | None:
-    base = _node_address(node)
+async def _summary(client: httpx.AsyncClient, node: Obj, tls: KubeletClientTLS | None) -> Obj | None:
+    base = _node_address(node, tls)
     if base is None:
         return None
     try:
@@ -77,9 +71,10 @@ async def _summary(client: httpx.AsyncClient, node: Obj) -> Obj | None:
         return None
 
 
-async def _summaries(nodes: list[Obj]) -> dict[str, Obj]:
-    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT) as client:
-        results = await asyncio.gather(*(_summary(client, n) for n in nodes))
+async def _summaries(state: ServerState, nodes: list[Obj]) -> dict[str, Obj]:
+    tls = kubelet_tls(state)  # https to the node agents when the API server is their TLS client
+    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT, verify=tls.ssl_context if tls else True) as client:
+        results = await asyncio.gather(*(_summary(client, n, tls) for n in nodes))
     return {n["metadata"]["name"]: s for n, s in zip(nodes, results, strict=True) if s is not None}
 
 
@@ -128,13 +123,13 @@ async def _nodes(state: ServerState, query: Mapping[str, str], name: str | None)
     handle = state.registry.handle("nodes")
     if name is not None:
         node = await get_object(handle, None, name)
-        summary = (await _summaries([node])).get(name)
+        summary = (await _summaries(state, [node])).get(name)
         if summary is None:
             raise _not_found("nodes", name)
         return json_response(_typed(node_metrics(node, summary), "NodeMetrics"))
     selection = {k: query[k] for k in ("labelSelector", "fieldSelector") if k in query}
     nodes = (await list_objects(handle, None, selection))["items"]
-    summaries = await _summaries(nodes)
+    summaries = await _summaries(state, nodes)
     items = [node_metrics(n, summaries[n["metadata"]["name"]]) for n in nodes if n["metadata"]["name"] in summaries]
     return json_response(_list(items, "NodeMetrics"))
 
@@ -149,7 +144,7 @@ async def _pods(state: ServerState, query: Mapping[str, str], namespace: str | N
     node_names = {p.get("spec", {}).get("nodeName") for p in pods} - {None, ""}
     nodes = [await get_object(state.registry.handle("nodes"), None, n) for n in sorted(node_names)]
     stats_by_uid: dict[str, Obj] = {}
-    for summary in (await _summaries(nodes)).values():
+    for summary in (await _summaries(state, nodes)).values():
         for stats in summary.get("pods", []):
             stats_by_uid[stats.get("podRef", {}).get("uid", "")] = stats
     items = [pod_metrics(p, stats_by_uid[p["metadata"]["uid"]]) for p in pods if p["metadata"]["uid"] in stats_by_uid]

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokube.api.errors import ApiError
 from aiokube.client import ApiClient
-from bench.support import create_all, proc_cpu_seconds, proc_peak_rss_mb, spawn, stop, wait_ready
+from bench.support import (
+    create_all,
+    etcd_and_workdir,
+    proc_cpu_seconds,
+    proc_peak_rss_mb,
+    spawn,
+    start_apiserver,
+    stop,
+)
 from controllers.testing import write_kubeconfig
-from tests.support.etcd import free_port, start_etcd
 
 NAMESPACE = "bench"
 POLL_INTERVAL = 0.2
@@ -91,14 +96,9 @@ async def all_status_current(client: ApiClient, deployments: int) -> float:
 
 
 async def run(deployments: int, replicas: int, workdir: Path, etcd_url: str, manager_args: list[str]) -> str:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    apiserver = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix",
-                       f"/bench-controllers-{os.getpid()}", "--port", str(port), "--log-level", "warning"],
-                      log=workdir / "apiserver.log")
+    apiserver, url = start_apiserver(etcd_url, f"/bench-controllers-{os.getpid()}", log=workdir / "apiserver.log")
     manager: subprocess.Popen[bytes] | None = None
     try:
-        wait_ready(url, apiserver)
         kubeconfig = write_kubeconfig(str(workdir / "kubeconfig"), url)
         # BENCH_PROFILE=/tmp/cm.prof in the environment runs the controller-manager under cProfile.
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
@@ -139,14 +139,8 @@ async def main() -> None:
     parser.add_argument("--manager-args", default="",
                         help='extra controller-manager flags, e.g. "--concurrent-syncs 5"')
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-controllers-"))
-    etcd = start_etcd()
-    try:
+    with etcd_and_workdir("bench-controllers-") as (etcd, workdir):
         print(await run(args.deployments, args.replicas, workdir, etcd.url, args.manager_args.split()), flush=True)
-    finally:
-        etcd.stop()
-        shutil.rmtree(etcd.data_dir, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Pod startup latency through the whole stack, beside its raw anchor measured in the same run.
 
-  .venv/bin/python bench/bench_pod_startup.py [--pods 50] [--raw 20]
+  .venv/bin/python bench/bench_pod_startup.py [--pods 50] [--raw 20] [--steady-pods 100] [--steady-window 20]
 
 Starts a private etcd, the API server, a private containerd and the node agent (`python -m kubelet`), then:
   raw    RunPodSandbox + CreateContainer + StartContainer straight through CRI (what the agent cannot beat)
   serial one pod at a time: POST the pod (already bound to the node) → Running seen on a watch
   burst  all pods POSTed at once → each one's Running seen on the watch, plus the wall time of the burst
+  steady --steady-pods pods (100) kept Running: the agent's CPU seconds (total, and per second over an idle
+         window of --steady-window s) and its RSS, read from /proc/<pid>/stat and /proc/<pid>/status
 and prints p50/p90/p99/max in milliseconds. Everything started is stopped and removed at the end.
 """
 
@@ -91,8 +93,8 @@ def pod_body(name: str, node_name: str) -> dict:
                 "name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}}
 
 
-async def through_the_stack(api: ApiClient, node_name: str, count: int, *,
-                            burst: bool) -> tuple[list[float], list[float], float]:
+async def through_the_stack(api: ApiClient, node_name: str, count: int, *, burst: bool,
+                            keep: bool = False, prefix: str = "") -> tuple[list[float], list[float], float]:
     """(POST → Running, POST answered → Running, wall time) for `count` pods."""
     created: dict[str, float] = {}
     accepted: dict[str, float] = {}  # the API server answered the POST
@@ -112,7 +114,7 @@ async def through_the_stack(api: ApiClient, node_name: str, count: int, *,
                     all_running.set()
 
     watcher = asyncio.create_task(watch())
-    prefix = "burst" if burst else "serial"
+    prefix = prefix or ("burst" if burst else "serial")
     started = time.perf_counter()
     try:
         if burst:
@@ -133,9 +135,47 @@ async def through_the_stack(api: ApiClient, node_name: str, count: int, *,
     wall = time.perf_counter() - started
     samples = [running[n] - created[n] for n in running]
     after_accept = [running[n] - accepted[n] for n in running]
-    for name in created:
-        await api.delete("pods", name, namespace="default", grace_period_seconds=0)
+    if not keep:
+        await delete_pods(api, list(created))
     return samples, after_accept, wall
+
+
+async def delete_pods(api: ApiClient, names: list[str]) -> None:
+    for name in names:
+        await api.delete("pods", name, namespace="default", grace_period_seconds=0)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds, resident set size in bytes) of one process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the parenthesised command name; utime and stime are the 14th and 15th of the whole line.
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    return cpu, rss
+
+
+async def steady_round(url: str, node_name: str, agent: subprocess.Popen[bytes], count: int,
+                       window: float) -> None:
+    """`count` pods Running: the agent's CPU and memory while it just keeps them (PLEG, resyncs, status)."""
+    async with ApiClient(url) as api:
+        await wait_node_ready(api, node_name, agent)
+        _, _, wall = await through_the_stack(api, node_name, count, burst=True, keep=True, prefix="steady")
+        print(f"steady: {count} pods Running after {wall:.2f} s", flush=True)
+        cpu_before, _ = proc_usage(agent.pid)
+        await asyncio.sleep(window)
+        cpu_after, rss = proc_usage(agent.pid)
+        print(f"agent with {count} pods running: CPU {cpu_after:.2f} s since start, "
+              f"{(cpu_after - cpu_before) / window * 100:.1f}% of a core over {window:.0f} s idle, "
+              f"RSS {rss / 2**20:.1f} MiB", flush=True)
+        await delete_pods(api, [f"steady-{i}" for i in range(count)])
 
 
 async def wait_node_ready(api: ApiClient, node_name: str, agent: subprocess.Popen[bytes]) -> None:
@@ -191,6 +231,12 @@ async def stack_round(url: str, node_name: str, agent: subprocess.Popen[bytes], 
         return await through_the_stack(api, node_name, count, burst=burst)
 
 
+def stop_agent(agent: subprocess.Popen[bytes]) -> None:
+    if agent.poll() is None:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(20)
+
+
 def run(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="aiokube-bench-")
     etcd = start_etcd()
@@ -218,10 +264,13 @@ def run(args: argparse.Namespace) -> None:
             print(f"POST answered -> Running (burst)  {percentiles(burst_accepted)}")
             print(f"burst of {args.pods} pods: all Running after {wall:.2f} s")
             wait_runtime_empty(node.socket)
+            if args.steady_pods:
+                asyncio.run(steady_round(url, node_name, agent, args.steady_pods, args.steady_window))
+                wait_runtime_empty(node.socket)
+            stop_agent(agent)  # before the API server goes: its open watch would stall the server's shutdown
     finally:
-        if agent is not None and agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(20)
+        if agent is not None:
+            stop_agent(agent)
         node.cleanup()
         etcd.stop()
         shutil.rmtree(etcd.data_dir, ignore_errors=True)
@@ -235,6 +284,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--raw", type=int, default=20)
+    parser.add_argument("--steady-pods", type=int, default=100, help="pods kept Running for CPU/RSS; 0 = skip")
+    parser.add_argument("--steady-window", type=float, default=20.0, help="seconds of idle CPU measurement")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work dir (agent log) for a look")
     run(parser.parse_args())
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +26,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiokube.client import ApiClient
-from bench.support import create_all, proc_cpu_seconds, proc_peak_rss_mb, spawn, stop, wait_ready
-from tests.support.etcd import free_port, start_etcd
+from bench.support import (
+    create_all,
+    etcd_and_workdir,
+    proc_cpu_seconds,
+    proc_peak_rss_mb,
+    spawn,
+    start_apiserver,
+    stop,
+)
 
 DEFAULT_CASES = ((100, 1000), (1000, 3000), (5000, 10000))
 
@@ -108,14 +113,10 @@ async def count_scheduled_events(client: ApiClient, expected: int, patience: flo
 
 async def run_case(num_nodes: int, num_pods: int, workdir: Path, etcd_url: str, etcd_pid: int) -> Figures:
     prefix = f"/bench-{num_nodes}-{num_pods}-{os.getpid()}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    apiserver = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", prefix,
-                       "--port", str(port), "--log-level", "warning"])
+    apiserver, url = start_apiserver(etcd_url, prefix)
     scheduler: subprocess.Popen[bytes] | None = None
     try:
-        wait_ready(url, apiserver)
-        kubeconfig = workdir / f"kubeconfig-{port}"
+        kubeconfig = workdir / f"kubeconfig-{url.rsplit(':', 1)[1]}"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\ncurrent-context: bench\n"
             f"clusters: [{{name: bench, cluster: {{server: '{url}'}}}}]\n"
@@ -184,17 +185,11 @@ async def main() -> None:
         for num_nodes, num_pods in cases:
             print(algorithm_only(num_nodes, num_pods), flush=True)
         return
-    workdir = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
-    etcd = start_etcd()
-    try:
+    with etcd_and_workdir("bench-scheduler-") as (etcd, workdir):
         print(f"scheduler benchmark on {os.cpu_count()} cores (etcd + API server + scheduler on this machine)")
         for num_nodes, num_pods in cases:
             figures = await run_case(num_nodes, num_pods, workdir, etcd.url, etcd.process.pid)
             print(figures.line(), flush=True)
-    finally:
-        etcd.stop()
-        shutil.rmtree(etcd.data_dir, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from aiokube.client import ApiClient
+from tests.support.etcd import EtcdProcess, free_port, start_etcd
 
 ROOT = Path(__file__).resolve().parent.parent
 CREATE_CONCURRENCY = 32
@@ -55,6 +61,34 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the API server did not become ready")
+
+
+def start_apiserver(etcd_url: str, etcd_prefix: str, *,
+                    log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m apiserver` on a free loopback port; returns (process, base URL) once it is ready."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", etcd_prefix,
+                     "--port", str(port), "--log-level", "warning"], log=log)
+    try:
+        wait_ready(url, process)
+    except BaseException:
+        stop(process)
+        raise
+    return process, url
+
+
+@contextmanager
+def etcd_and_workdir(prefix: str) -> Iterator[tuple[EtcdProcess, Path]]:
+    """A private etcd and a scratch directory for one benchmark run, both removed at the end."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    etcd = start_etcd()
+    try:
+        yield etcd, workdir
+    finally:
+        etcd.stop()
+        shutil.rmtree(etcd.data_dir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def proc_cpu_seconds(pid: int) -> float:

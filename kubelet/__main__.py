@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -39,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-address", default="0.0.0.0")
     p.add_argument("--tls-cert-file", default=None, help="serve the node server over HTTPS with this cert")
     p.add_argument("--tls-private-key-file", default=None)
+    p.add_argument("--client-ca-file", default=None,
+                   help="with TLS, require client certificates signed by this CA (the API server's kubelet client)")
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--backoff-base", type=float, default=10.0, help="container restart back-off base (s)")
@@ -47,8 +51,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resync-period", type=float, default=10.0)
     p.add_argument("--lease-interval", type=float, default=10.0)
     p.add_argument("--status-interval", type=float, default=10.0)
+    p.add_argument("--image-gc-high-threshold", type=int, default=85, help="disk usage %% that starts image GC")
+    p.add_argument("--image-gc-low-threshold", type=int, default=80, help="disk usage %% image GC frees down to")
+    p.add_argument("--image-minimum-gc-age", type=float, default=120.0, help="seconds before an image may go")
+    p.add_argument("--image-maximum-gc-age", type=float, default=0.0, help="seconds unused before removal; 0=off")
+    p.add_argument("--image-gc-period", type=float, default=300.0)
+    p.add_argument("--pod-infra-container-image", default="localhost/pause:3.9", help="never garbage-collected")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
+
+
+def server_ssl_options(config: KubeletConfig) -> dict[str, Any]:
+    """uvicorn's TLS settings for the node server: HTTPS when a cert and key are given, and client-certificate
+    authentication when a client CA is given too (as the kubelet's --client-ca-file)."""
+    if not (config.tls_cert_file and config.tls_private_key_file):
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": config.tls_cert_file, "ssl_keyfile": config.tls_private_key_file}
+    if config.client_ca_file:
+        options.update(ssl_ca_certs=config.client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
 
 
 def config_from_args(args: argparse.Namespace) -> KubeletConfig:
@@ -57,10 +78,14 @@ def config_from_args(args: argparse.Namespace) -> KubeletConfig:
         node_ip=args.node_ip, pod_cidr=args.pod_cidr, cgroup_prefix=args.cgroup_prefix,
         server_port=args.server_port, server_address=args.server_address,
         tls_cert_file=args.tls_cert_file, tls_private_key_file=args.tls_private_key_file,
+        client_ca_file=args.client_ca_file,
         cluster_dns=[s for s in args.cluster_dns.split(",") if s], cluster_domain=args.cluster_domain,
         backoff_initial=args.backoff_base, backoff_max=args.backoff_max, image_backoff_initial=args.backoff_base,
         pleg_period=args.pleg_period, resync_period=args.resync_period, lease_interval=args.lease_interval,
         status_interval=args.status_interval,
+        image_gc_high_threshold=args.image_gc_high_threshold, image_gc_low_threshold=args.image_gc_low_threshold,
+        image_minimum_gc_age=args.image_minimum_gc_age, image_maximum_gc_age=args.image_maximum_gc_age,
+        image_gc_period=args.image_gc_period, sandbox_image=args.pod_infra_container_image,
     )
 
 
@@ -84,8 +109,7 @@ async def serve(config: KubeletConfig, kubeconfig: str) -> None:
         if config.server_port:
             server = _QuietServer(uvicorn.Config(make_app(kubelet), host=config.server_address,
                                                  port=config.server_port, log_level="warning", lifespan="off",
-                                                 ssl_certfile=config.tls_cert_file,
-                                                 ssl_keyfile=config.tls_private_key_file))
+                                                 **server_ssl_options(config)))
             extra.append(server.serve())
         main = asyncio.create_task(kubelet.run(extra=extra))
         stopper = asyncio.create_task(stop.wait())

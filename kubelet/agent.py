@@ -21,6 +21,7 @@ from kubelet.backoff import Backoff
 from kubelet.config import KubeletConfig
 from kubelet.cri import CriError, RuntimeClient
 from kubelet.events import PodEvents
+from kubelet.image_gc import ImageGarbageCollector, ImageGCPolicy
 from kubelet.image_puller import IMAGE_PULL_BACK_OFF
 from kubelet.node_status import NodeIdentity, NodeStatusReporter, allocatable, capacity, default_node_ip
 from kubelet.pleg import Pleg
@@ -60,6 +61,10 @@ class Kubelet:
             api, runtime, NodeIdentity(config.node_name, self.node_ip, config.pod_cidr, config.root_dir,
                                        config.server_port),
             lease_interval=config.lease_interval, status_interval=config.status_interval)
+        self.image_gc = ImageGarbageCollector(runtime, ImageGCPolicy(
+            high_threshold_percent=config.image_gc_high_threshold, low_threshold_percent=config.image_gc_low_threshold,
+            min_age=config.image_minimum_gc_age, max_age=config.image_maximum_gc_age,
+            sandbox_image=config.sandbox_image))
         self.informer = Informer(api, "pods", field_selector=f"spec.nodeName={config.node_name}")
         self._uid_to_key: dict[str, str] = {}
         self.informer.add_handler(on_add=self._on_pod, on_update=lambda _old, new: self._on_pod(new),
@@ -191,6 +196,14 @@ class Kubelet:
             except Exception:  # the loop must outlive one bad round; the next one retries
                 log.exception("housekeeping failed")
 
+    async def _image_gc_loop(self) -> None:
+        while True:
+            try:
+                await self.image_gc.garbage_collect()
+            except Exception:  # a failed round (runtime hiccup) must not stop later rounds
+                log.exception("image garbage collection failed")
+            await asyncio.sleep(self.config.image_gc_period)
+
     # --- run ----------------------------------------------------------------------------------------------
     async def run(self, *, extra: list[Any] | None = None) -> None:
         await self.node_status.register()
@@ -211,6 +224,8 @@ class Kubelet:
             await self.housekeeping()
             tg.create_task(self.pleg.run(), name="pleg")
             tg.create_task(self._housekeeping_loop(), name="housekeeping")
+            if self.config.image_gc_period > 0:
+                tg.create_task(self._image_gc_loop(), name="image-gc")
             for coro in extra or []:
                 tg.create_task(coro)
 

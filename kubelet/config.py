@@ -18,6 +18,7 @@ class KubeletConfig:
     server_address: str = "0.0.0.0"
     tls_cert_file: str | None = None  # both set: the node server speaks HTTPS
     tls_private_key_file: str | None = None
+    client_ca_file: str | None = None  # with TLS: clients (the API server) must present a cert signed by this CA
     cluster_dns: list[str] = field(default_factory=list)
     cluster_domain: str = "cluster.local"
     # Container restart back-off: 10 s doubling to 5 min (kubelet defaults); tests shrink the base.
@@ -29,6 +30,13 @@ class KubeletConfig:
     housekeeping_period: float = 2.0  # stray runtime pods and volume dirs are cleaned this often
     lease_interval: float = 10.0
     status_interval: float = 10.0
+    # Image GC (kubelet defaults): high/low disk-usage thresholds, minimum age, maximum unused age (0 = off).
+    image_gc_high_threshold: int = 85
+    image_gc_low_threshold: int = 80
+    image_minimum_gc_age: float = 120.0
+    image_maximum_gc_age: float = 0.0
+    image_gc_period: float = 300.0  # the kubelet runs image GC every 5 minutes
+    sandbox_image: str = "localhost/pause:3.9"  # never removed; must match containerd's sandbox_image
 
     def __post_init__(self) -> None:
         self.root_dir = os.path.abspath(self.root_dir)

@@ -173,6 +173,9 @@ class RuntimeClient:
         assert isinstance(r, pb.ListImagesResponse)
         return list(r.images)
 
+    async def remove_image(self, image: str) -> None:
+        await self._call("image", "RemoveImage", pb.RemoveImageRequest(image=pb.ImageSpec(image=image)))
+
     async def image_fs_info(self) -> pb.ImageFsInfoResponse:
         r = await self._call("image", "ImageFsInfo", pb.ImageFsInfoRequest())
         assert isinstance(r, pb.ImageFsInfoResponse)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokube.api.types import Obj
 from kubelet.cri import RuntimeClient
-from kubelet.handlers import run_handler
+from kubelet.handlers import HandlerResult, run_handler
 from kubelet.runtime_state import PodRuntimeStatus
 from kubelet.status import ProbeView
 
@@ -33,10 +33,17 @@ class _ContainerProbes:
     started_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+ProbeRunner = Callable[..., Awaitable[HandlerResult]]  # run_handler's signature (keyword arguments)
+
+
 class ProbeManager:
-    def __init__(self, runtime: RuntimeClient, on_change: Callable[[str], None]) -> None:
+    def __init__(self, runtime: RuntimeClient, on_change: Callable[[str], None], *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 run_probe: ProbeRunner = run_handler) -> None:
         self.runtime = runtime
         self.on_change = on_change
+        self._sleep = sleep  # injected in tests (a fake clock) so probe timing is checked without waiting
+        self._run_probe = run_probe
         self._pods: dict[str, dict[str, _ContainerProbes]] = {}  # uid -> container name -> state
 
     def sync(self, pod: Obj, rt: PodRuntimeStatus) -> None:
@@ -96,10 +103,10 @@ class ProbeManager:
         failure_threshold = int(probe.get("failureThreshold", 3))
         if kind != "startupProbe":
             await probes.started_event.wait()
-        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        await self._sleep(float(probe.get("initialDelaySeconds", 0)))
         successes = failures = 0
         while True:
-            result = await run_handler(probe, runtime=self.runtime, container_id=probes.container_id,
+            result = await self._run_probe(probe, runtime=self.runtime, container_id=probes.container_id,
                                        container=container, pod_ip=pod_ip, timeout=timeout)
             if result.success:
                 successes, failures = successes + 1, 0
@@ -127,4 +134,4 @@ class ProbeManager:
                 return
             if not probes.live:
                 return  # the container is about to be killed; its successor gets fresh workers
-            await asyncio.sleep(period)
+            await self._sleep(period)

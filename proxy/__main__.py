@@ -1,5 +1,7 @@
 """`python -m proxy --kubeconfig FILE --node-name NAME [--netns-exec none|PATH] [--cleanup] [--cleanup-on-exit]
-[--no-routes]`.
+[--no-routes] [--proxy-mode auto|nftables|iptables] [--iptables-binary iptables]`.
+
+`--proxy-mode auto` (the default) uses nftables, falling back to iptables when nft is unusable here.
 
 `--netns-exec PATH` runs nft/ip inside that network namespace (the node's) while this process stays where it
 can reach the API server. `--cleanup` removes the table and the routes this proxy added, then exits. On SIGTERM
@@ -16,6 +18,7 @@ import sys
 
 from aiokube.client import ApiClient
 from proxy.commands import CommandRunner
+from proxy.iptables_applier import IptablesApplier, IptablesUnavailableError
 from proxy.nft_applier import NftApplier, NftUnavailableError
 from proxy.proxier import DEFAULT_DEBOUNCE, Proxier
 from proxy.routes import RouteSyncer
@@ -32,30 +35,63 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cleanup", action="store_true", help="remove the aiokube table and routes, then exit")
     parser.add_argument("--cleanup-on-exit", action="store_true", help="remove the rules on SIGTERM")
     parser.add_argument("--no-routes", action="store_true", help="do not manage host-gw routes to other nodes")
+    parser.add_argument("--proxy-mode", choices=("auto", "nftables", "iptables"), default="auto",
+                        help="rule backend; auto = nftables, or iptables when nft is unusable")
+    parser.add_argument("--iptables-binary", default="iptables",
+                        help="iptables, iptables-nft or iptables-legacy (its -save/-restore are used too)")
     parser.add_argument("--debounce", type=float, default=DEFAULT_DEBOUNCE, help="seconds to batch changes")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
 
-async def cleanup(runner: CommandRunner) -> None:
-    await NftApplier(runner).cleanup()
+async def cleanup(runner: CommandRunner, iptables_binary: str = "iptables") -> None:
+    """Remove whatever either backend left (a node may have switched modes), then the routes."""
+    nft = NftApplier(runner)
+    try:
+        await nft.check_usable()
+    except NftUnavailableError:
+        pass
+    else:
+        await nft.cleanup()
+    iptables = IptablesApplier(runner, iptables_binary)
+    try:
+        await iptables.check_usable()
+    except IptablesUnavailableError:
+        pass
+    else:
+        await iptables.cleanup()
     await RouteSyncer(runner).cleanup()
+
+
+async def choose_backend(runner: CommandRunner, mode: str, iptables_binary: str) -> NftApplier | IptablesApplier:
+    """The rule writer for `mode`; raises the backend's *UnavailableError when none is usable."""
+    if mode in ("auto", "nftables"):
+        nft = NftApplier(runner)
+        try:
+            await nft.check_usable()
+            return nft
+        except NftUnavailableError as error:
+            if mode == "nftables":
+                raise
+            log.warning("nftables is not usable here (%s); falling back to iptables", error)
+    iptables = IptablesApplier(runner, iptables_binary)
+    await iptables.check_usable()
+    return iptables
 
 
 async def main_async(args: argparse.Namespace) -> int:
     runner = CommandRunner(None if args.netns_exec in ("", "none") else args.netns_exec)
     if args.cleanup:
-        await cleanup(runner)
+        await cleanup(runner, args.iptables_binary)
         return 0
     if not args.kubeconfig or not args.node_name:
         log.error("--kubeconfig and --node-name are required")
         return 2
-    nft = NftApplier(runner)
     try:
-        await nft.check_usable()
-    except NftUnavailableError as error:
-        # No iptables fallback yet: refuse loudly rather than run without programming anything.
-        log.error("nftables is not usable here (%s); the iptables fallback is not implemented", error)
+        nft = await choose_backend(runner, args.proxy_mode, args.iptables_binary)
+    except (NftUnavailableError, IptablesUnavailableError) as error:
+        # Refuse loudly rather than run without programming anything.
+        log.error("no usable rule backend for --proxy-mode %s: %s", args.proxy_mode, error)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,7 +113,7 @@ async def main_async(args: argparse.Namespace) -> int:
             log.exception("proxy failed")
             return 1
     if args.cleanup_on_exit:
-        await cleanup(runner)
+        await cleanup(runner, args.iptables_binary)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Proxier: keeps this node's nftables table and host-gw routes in line with Services, EndpointSlices and Nodes.
+"""Proxier: keeps this node's nftables table (or the iptables fallback's chains) and host-gw routes in line
+with Services, EndpointSlices and Nodes.
 
 Informer handlers only mark the state dirty; one sync loop rebuilds the whole table from the caches (level-
 triggered, like a reconcile) at most every `debounce` seconds, so a burst of EndpointSlice updates becomes one
@@ -13,6 +14,7 @@ import time
 
 from aiokube.api.types import Obj
 from aiokube.client import ApiClient, Informer
+from proxy.iptables_applier import IptablesApplier
 from proxy.model import ServicePort, ports_of_service, slices_by_service
 from proxy.nft_applier import NftApplier
 from proxy.nftables import build_ruleset
@@ -28,7 +30,8 @@ RETRY_AFTER_FAILURE = 1.0
 
 
 class Proxier:
-    def __init__(self, client: ApiClient, node_name: str, nft: NftApplier, routes: RouteSyncer | None, *,
+    def __init__(self, client: ApiClient, node_name: str, nft: NftApplier | IptablesApplier,
+                 routes: RouteSyncer | None, *,
                  debounce: float = DEFAULT_DEBOUNCE, resync: float = DEFAULT_RESYNC) -> None:
         self.node_name = node_name
         self._nft = nft
@@ -100,7 +103,10 @@ class Proxier:
     async def sync_once(self, *, full: bool = False) -> None:
         started = time.monotonic()
         ports = self._current_ports()
-        await self._nft.apply(build_ruleset(ports, self.node_name), full=full)
+        if isinstance(self._nft, IptablesApplier):  # the fallback builds its own rules from the ports
+            await self._nft.apply_ports(ports, self.node_name, full=full)
+        else:
+            await self._nft.apply(build_ruleset(ports, self.node_name), full=full)
         if self._routes is not None and self.nodes is not None:
             await self._routes.sync(desired_routes(self.nodes.store.list(), self.node_name))
         self.syncs += 1

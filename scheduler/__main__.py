@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 
+from scheduler.config import ConfigError, load_config_weights, parse_score_weights
 from scheduler.scheduler import Scheduler
 
 log = logging.getLogger("scheduler")
@@ -29,8 +30,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                         help="0 = adaptive (50%% of 100 nodes, falling to 5%%), as in kube-scheduler")
     parser.add_argument("--bind-concurrency", type=int, default=32)
+    parser.add_argument("--config", help="KubeSchedulerConfiguration YAML (profiles[0].plugins.score weights)")
+    parser.add_argument("--score-weights", default="", help="Name=N,... score weights (override --config)")
+    parser.add_argument("--lease-duration", type=float, default=15.0, help="leader election lease, seconds")
+    parser.add_argument("--renew-deadline", type=float, default=10.0, help="leader election renew deadline")
+    parser.add_argument("--retry-period", type=float, default=2.0, help="leader election retry period")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def score_weights(args: argparse.Namespace) -> dict[str, int]:
+    weights = load_config_weights(args.config) if args.config else {}
+    weights.update(parse_score_weights(args.score_weights))
+    return weights
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -45,12 +57,14 @@ async def main_async(args: argparse.Namespace) -> int:
     # One client: its writes (bindings, events) take the client's lean HTTP/1.1 path on plain http://, while
     # watches stream through httpx's own pool.
     async with ApiClient.from_config(config) as client:
-        scheduler = Scheduler(client,
+        scheduler = Scheduler(client, weights=score_weights(args),
                               percentage_of_nodes_to_score=args.percentage_of_nodes_to_score,
                               bind_concurrency=args.bind_concurrency)
         if args.leader_elect:
             elector = LeaderElector(client, namespace=LEASE_NAMESPACE, name=LEASE_NAME,
-                                    identity=f"{socket.gethostname()}_{os.getpid()}")
+                                    identity=f"{socket.gethostname()}_{os.getpid()}",
+                                    lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
+                                    retry_period=args.retry_period)
 
             def stopped() -> None:
                 nonlocal lost
@@ -80,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: hundreds of lines a second while binding.
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        score_weights(args)  # fail fast, before connecting, on a bad --config/--score-weights
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
     return asyncio.run(main_async(args))
 
 

@@ -1,23 +1,21 @@
-"""The asynchronous binding cycle: POST pods/{name}/binding with a core/v1 Binding, many pods at once.
+"""The asynchronous binding cycle: run the Bind plugins for many pods at once.
 
-The scheduling cycle has already *assumed* the pod on its node, so it moves on to the next pod immediately;
-binding runs concurrently (up to `concurrency` requests in flight). The outcome is reported back through the
-callbacks: success (the informer's event will confirm the assumption), or failure (the scheduler forgets the
-assumption and requeues the pod with backoff).
+The scheduling cycle has already reserved (assumed) the pod on its node, so it moves on to the next pod
+immediately; binding runs concurrently (up to `concurrency` pods in flight). Bind plugins run in order: a
+plugin returning SKIP passes the pod to the next one, the first other answer decides (Kubernetes'
+RunBindPlugins); the default binder (pods/binding POST) comes last. The outcome is reported back through the
+callbacks: success (the informer's event will confirm the assumption), or failure (the scheduler runs
+Unreserve and requeues the pod with backoff).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
-
-if TYPE_CHECKING:
-    from aiokube.client import ApiClient
+from scheduler.framework import BindPlugin, Status
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +24,18 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 32
 
 
-def binding_for(pod: Obj, node_name: str) -> Obj:
-    meta = pod["metadata"]
-    binding_meta: Obj = {"name": meta["name"], "namespace": meta.get("namespace", "default")}
-    if meta.get("uid"):
-        binding_meta["uid"] = meta["uid"]
-    return {"apiVersion": "v1", "kind": "Binding", "metadata": binding_meta,
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
+class BindRejected(Exception):
+    """A Bind plugin answered with a non-success Status (rather than raising)."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(f"{status.plugin or 'bind plugin'}: {status.message or status.code.name}")
+        self.status = status
 
 
 class Binder:
-    def __init__(self, client: ApiClient, *, on_bound: Callable[[Obj, str], None],
+    def __init__(self, plugins: Sequence[BindPlugin], *, on_bound: Callable[[Obj, str], None],
                  on_failed: Callable[[Obj, str, Exception], None], concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        self.client = client
+        self.plugins = list(plugins)
         self.on_bound = on_bound
         self.on_failed = on_failed
         self._limit = asyncio.Semaphore(concurrency)
@@ -54,15 +51,24 @@ class Binder:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    async def _run_plugins(self, pod: Obj, node_name: str) -> None:
+        for plugin in self.plugins:
+            status = await plugin.bind(pod, node_name)
+            if status.is_skip:
+                continue
+            if not status.is_success:
+                raise BindRejected(status if status.plugin else Status(status.code, status.reasons, plugin.name))
+            return
+        raise BindRejected(Status.error("no bind plugin bound the pod"))
+
     async def _bind(self, pod: Obj, node_name: str) -> None:
         meta = pod["metadata"]
         try:
             async with self._limit:
-                await self.client.create_subresource("pods", meta["name"], "binding", binding_for(pod, node_name),
-                                                     namespace=meta.get("namespace", "default"))
+                await self._run_plugins(pod, node_name)
         except asyncio.CancelledError:
             raise
-        except (ApiError, OSError, Exception) as exc:  # any failure must undo the assumption
+        except Exception as exc:  # any failure must undo the reservation
             log.info("binding %s/%s to %s failed: %s", meta.get("namespace"), meta["name"], node_name, exc)
             self.on_failed(pod, node_name, exc)
             return

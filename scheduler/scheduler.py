@@ -1,4 +1,4 @@
-"""The scheduler loop: pop a pending pod → filter → score → select → assume → bind asynchronously.
+"""The scheduler loop: pop a pending pod → filter → score → select → Reserve (assume) → Bind asynchronously.
 
 Informers on pods, nodes and PriorityClasses feed the cache (bound pods, nodes) and the queue (pending pods of
 this scheduler: schedulerName default-scheduler or unset, no nodeName, not terminating). Cluster events that
@@ -16,7 +16,7 @@ import gc
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,8 @@ from scheduler.algorithm import Algorithm, FitError
 from scheduler.binder import DEFAULT_CONCURRENCY, Binder
 from scheduler.cache import SchedulerCache, node_allocatable, node_static_key
 from scheduler.event_sink import EventSink
-from scheduler.framework import CycleState
-from scheduler.plugins import default_preemption
+from scheduler.framework import SUCCESS, BindPlugin, CycleState, Plugin, ReservePlugin, Status
+from scheduler.plugins import assume_reserve, default_binder, default_preemption
 from scheduler.plugins.resources_fit import NOMINATED_KEY
 from scheduler.podinfo import PodInfo, pod_info
 from scheduler.profile import default_plugins
@@ -69,7 +69,7 @@ class Scheduler:
                  clock: Callable[[], float] = time.monotonic, weights: dict[str, int] | None = None,
                  percentage_of_nodes_to_score: int = 0, bind_concurrency: int = DEFAULT_CONCURRENCY,
                  initial_backoff: float = 1.0, max_backoff: float = 10.0, rng: random.Random | None = None,
-                 scheduler_name: str = SCHEDULER_NAME) -> None:
+                 scheduler_name: str = SCHEDULER_NAME, extra_plugins: Sequence[Plugin] = ()) -> None:
         from aiokube.client import EventRecorder
 
         self.client = client
@@ -83,16 +83,22 @@ class Scheduler:
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(clock, initial_backoff=initial_backoff, max_backoff=max_backoff)
         self.plugins = default_plugins(self.cache, weights)
+        self.plugins.plugins.extend(extra_plugins)
+        # Reserve: the cache assumption first, then any added plugin. Bind: added plugins first (they may SKIP
+        # a pod), the pods/binding POST last, as in Kubernetes' default profile.
+        self.reserve_plugins: list[ReservePlugin] = [assume_reserve.new(self.cache), *self.plugins.of(ReservePlugin)]
+        bind_plugins: list[BindPlugin] = [*self.plugins.of(BindPlugin), default_binder.new(client)]
         self.algorithm = Algorithm(self.cache, self.plugins, percentage_of_nodes_to_score=percentage_of_nodes_to_score,
                                    rng=rng)
         self.preemption = default_preemption.new(self.cache, self._check_node, self._evict)
-        self.binder = Binder(client, on_bound=self._on_bound, on_failed=self._on_bind_failed,
+        self.binder = Binder(bind_plugins, on_bound=self._on_bound, on_failed=self._on_bind_failed,
                              concurrency=bind_concurrency)
         self.priority_classes: dict[str, Obj] = {}
         self.nominated: dict[str, dict[str, PodInfo]] = {}  # node -> pods nominated there by preemption
         self._nominated_node: dict[str, str] = {}  # pod key -> node
         self._bound_by_us: set[str] = set()
-        self._binding: dict[str, QueuedPod] = {}  # pods in their binding cycle (kept for their attempt count)
+        # Pods in their binding cycle, with the cycle state Unreserve needs and the attempt count for backoff.
+        self._binding: dict[str, tuple[QueuedPod, CycleState]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         # Status writes beyond binding share a small budget: a long queue of requests inside httpx's
         # connection pool costs CPU per queued request, and these writes are not on the critical path.
@@ -257,12 +263,37 @@ class Scheduler:
             self.queue.add_backoff(qp)
             self.events.emit(pod.pod, "Warning", "FailedScheduling", str(exc))
             return
-        self.cache.assume(pod, node)
+        reserved = self._reserve(state, pod, node)
+        if not reserved.is_success:
+            log.info("reserving %s on %s failed: %s", pod.key, node, reserved.message)
+            self.queue.add_backoff(qp)
+            self.events.emit(pod.pod, "Warning", "FailedScheduling", f"Reserve rejected: {reserved.message}")
+            return
         self.queue.done(pod.key)
         self._untrack_nomination(pod.key)
         self.scheduled += 1
-        self._binding[pod.key] = qp
+        self._binding[pod.key] = (qp, state)
         self.binder.start(pod.pod, node)
+
+    def _reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status:
+        """Every Reserve plugin in order; on the first failure all of them are unreserved (Kubernetes calls
+        Unreserve on every Reserve plugin, in reverse order, even those that never reserved)."""
+        for plugin in self.reserve_plugins:
+            try:
+                status = plugin.reserve(state, pod, node)
+            except Exception as exc:  # a buggy plugin is an error for this pod, not for the scheduler
+                status = Status.error(str(exc), plugin.name)
+            if not status.is_success:
+                self._unreserve(state, pod, node)
+                return status if status.plugin else Status(status.code, status.reasons, plugin.name)
+        return SUCCESS
+
+    def _unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
+        for plugin in reversed(self.reserve_plugins):
+            try:
+                plugin.unreserve(state, pod, node)
+            except Exception:  # the remaining plugins must still release what they hold
+                log.exception("unreserve of %s by %s failed", pod.key, plugin.name)
 
     async def _handle_fit_error(self, qp: QueuedPod, state: CycleState, fit: FitError) -> None:
         pod = qp.info
@@ -354,8 +385,10 @@ class Scheduler:
     def _on_bind_failed(self, pod: Obj, node: str, exc: Exception) -> None:
         meta = pod["metadata"]
         key = f"{meta.get('namespace', 'default')}/{meta['name']}"
-        qp = self._binding.pop(key, None)
-        self.cache.forget(key)
+        binding = self._binding.pop(key, None)
+        qp, state = binding if binding is not None else (None, CycleState())
+        self._unreserve(state, qp.info if qp is not None else self._info(pod), node)
+        self.cache.forget(key)  # also when the pod was not ours to track (e.g. a cycle from before a restart)
         if isinstance(exc, ApiError) and exc.code == 404:
             return  # the pod is gone
         if isinstance(exc, ApiError) and exc.code == 409 and "already" in exc.message:

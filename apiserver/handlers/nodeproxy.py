@@ -3,14 +3,22 @@
 The pod's node gives the address (status.addresses InternalIP) and port (status.daemonEndpoints.kubeletEndpoint);
 logs stream back as text/plain, exec is a websocket bridged frame by frame (the v4/v5.channel.k8s.io framing is
 the kubelet's; this module only relays it).
+
+Scheme: plain http unless the API server is configured as a TLS client of the node agents
+(`--kubelet-certificate-authority` to verify their serving certs, `--kubelet-client-certificate/-key` to present
+its own, as Kubernetes' flags); then every node connection (logs, exec, metrics) uses https/wss. The choice is the
+API server's, not per node, as in Kubernetes: a cluster serves its node agents either all over TLS or none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -31,6 +39,51 @@ LOG_PARAMS = ("follow", "tailLines", "timestamps", "previous", "sinceSeconds", "
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 
 
+@dataclass(frozen=True)
+class KubeletClientTLS:
+    """How the API server reaches node agents over TLS (the --kubelet-* flags)."""
+
+    certificate_authority: str | None = None  # verify the node's serving cert; None: the system CAs
+    client_certificate: str | None = None
+    client_key: str | None = None
+
+    @functools.cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.certificate_authority)
+        if self.client_certificate:
+            context.load_cert_chain(self.client_certificate, self.client_key)
+        return context
+
+
+def kubelet_tls(state: ServerState) -> KubeletClientTLS | None:
+    """The TLS client settings from the server's config (fields named after the flags); None means plain http."""
+    config = state.config
+    ca = getattr(config, "kubelet_certificate_authority", None)
+    cert = getattr(config, "kubelet_client_certificate", None)
+    key = getattr(config, "kubelet_client_key", None)
+    if not (ca or cert):
+        return None
+    return _tls_settings(ca, cert, key)
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_settings(ca: str | None, cert: str | None, key: str | None) -> KubeletClientTLS:
+    # One object (and one loaded SSLContext) per distinct configuration, not one per request.
+    return KubeletClientTLS(ca, cert, key)
+
+
+def node_endpoint(node: Obj, tls: KubeletClientTLS | None) -> str | None:
+    """`scheme://address:port` of a node's agent from its status, or None when it reports none."""
+    status = node.get("status", {})
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses", [])}
+    address = addresses.get("InternalIP") or addresses.get("ExternalIP") or addresses.get("Hostname")
+    port = status.get("daemonEndpoints", {}).get("kubeletEndpoint", {}).get("Port")
+    if not address or not port:
+        return None
+    host = f"[{address}]" if ":" in address else address
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
 def _container_of(pod: Obj, container: str | None) -> str:
     names = [c.get("name", "") for c in pod.get("spec", {}).get("containers", [])]
     if container:
@@ -48,14 +101,10 @@ async def node_base_url(state: ServerState, pod: Obj) -> str:
     if not node_name:
         raise bad_request(f'pod {pod["metadata"]["name"]} does not have a host assigned')
     node = await get_object(state.registry.handle("nodes"), None, node_name)
-    status = node.get("status", {})
-    addresses = {a.get("type"): a.get("address") for a in status.get("addresses", [])}
-    address = addresses.get("InternalIP") or addresses.get("ExternalIP") or addresses.get("Hostname")
-    port = status.get("daemonEndpoints", {}).get("kubeletEndpoint", {}).get("Port")
-    if not address or not port:
+    base = node_endpoint(node, kubelet_tls(state))
+    if base is None:
         raise ApiError(503, f"node {node_name} does not report a kubelet address", "ServiceUnavailable")
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}"
+    return base
 
 
 async def proxy_log(state: ServerState, namespace: str, name: str, query: Mapping[str, str]) -> Response:
@@ -64,7 +113,8 @@ async def proxy_log(state: ServerState, namespace: str, name: str, query: Mappin
     base = await node_base_url(state, pod)
     params = {k: query[k] for k in LOG_PARAMS if k in query}
     url = f"{base}/containerLogs/{quote(namespace)}/{quote(name)}/{quote(container)}"
-    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    tls = kubelet_tls(state)
+    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), verify=tls.ssl_context if tls else True)
     try:
         upstream = await client.send(client.build_request("GET", url, params=params), stream=True)
     except httpx.HTTPError as exc:
@@ -118,12 +168,14 @@ async def proxy_exec(state: ServerState, scope: Scope, receive: Receive, send: S
         await _deny(scope, send, error)
         return
     params = [(k, v) for k, v in query.multi_items() if k in EXEC_PARAMS]
-    url = (f"{base.replace('http://', 'ws://', 1)}/exec/{quote(namespace)}/{quote(name)}/{quote(container)}"
+    tls = kubelet_tls(state)
+    url = (f"{base.replace('http', 'ws', 1)}/exec/{quote(namespace)}/{quote(name)}/{quote(container)}"
            f"?{urlencode(params)}")
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     try:
         upstream = await websockets.connect(url, subprotocols=offered or None,  # type: ignore[arg-type]
-                                            max_size=None, open_timeout=10)
+                                            max_size=None, open_timeout=10,
+                                            ssl=tls.ssl_context if tls else None)
     except (OSError, websockets.WebSocketException, TimeoutError) as exc:
         await _deny(scope, send, ApiError(503, f"cannot reach the node agent of pod {name}: {exc}",
                                           "ServiceUnavailable"))

@@ -54,8 +54,9 @@ def apply_to(state: ServerState, handle: ResourceHandle, original: Obj | None, p
             # Kubernetes defaults the applied configuration before merging (it is decoded into the typed
             # object), so defaulted list-map keys such as a port's protocol match the live object's.
             applied = copy.deepcopy(patch)
-            applied.setdefault("apiVersion", info.api_version)
-            applied.setdefault("kind", info.kind)
+            for required in ("apiVersion", "kind"):  # an applied configuration names its type, always
+                if not applied.get(required):
+                    raise bad_request(f"{required} must not be empty")
             handle.strategy.default(applied)
             result = patching.server_side_apply(original, applied, manager=opts.manager, force=opts.force,
                                                 group=info.group, version=info.version, kind=info.kind,

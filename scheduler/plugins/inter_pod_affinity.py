@@ -95,16 +95,18 @@ class InterPodAffinity:
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status:
         affinity, affinity_counts, self_affine, anti, anti_domains, existing_forbidden = state[NAME]
-        for key, value in node.labels.items():
-            if (key, value) in existing_forbidden:
-                return Status.unschedulable(EXISTING_ANTI_AFFINITY_REASON, plugin=NAME)
-        for term in anti:
-            if _domains(node, term["topologyKey"]) in anti_domains:
-                return Status.unschedulable(ANTI_AFFINITY_REASON, plugin=NAME)
+        # Kubernetes' order, which decides the reason reported: the pod's affinity, its anti-affinity, then
+        # the existing pods' anti-affinity.
         for i, term in enumerate(affinity):
             domain = _domains(node, term["topologyKey"])
             if domain is None or (not affinity_counts[i][domain] and not self_affine):
                 return Status.unresolvable(AFFINITY_REASON, plugin=NAME)
+        for term in anti:
+            if _domains(node, term["topologyKey"]) in anti_domains:
+                return Status.unschedulable(ANTI_AFFINITY_REASON, plugin=NAME)
+        for key, value in node.labels.items():
+            if (key, value) in existing_forbidden:
+                return Status.unschedulable(EXISTING_ANTI_AFFINITY_REASON, plugin=NAME)
         return SUCCESS
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Collection[NodeInfo]) -> Status:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -121,7 +122,7 @@ async def test_priority_class_and_preemption(client: ApiClient) -> None:
         for i in range(2):
             await client.create("pods", make_pod(f"low-{i}", cpu="1"))
         for i in range(2):
-            assert await eventually(lambda i=i: node_of(client, f"low-{i}")) == "only"
+            assert await eventually(functools.partial(node_of, client, f"low-{i}")) == "only"
         await client.create("pods", make_pod("vip", cpu="1", priorityClassName="critical"))
 
         async def nominated() -> str:
