@@ -2,11 +2,13 @@
 live in EVERY node's kernel, with 1,000 Services, beside its raw anchor measured in the same run.
 
     .venv/bin/python bench/bench_proxy.py [--services 1000] [--changes 20] [--nodes 3]   (root: builds netns)
+                                          [--proxy-mode nftables|iptables]
 
 Starts a private etcd, the API server, N node network namespaces and one `python -m proxy` per node programming
 it, creates the Services (2 ready endpoints each), waits for the initial sync on every node, then flips one
 endpoint's readiness per change and polls `nft list chain` of that Service on all nodes at once until each shows
-the new endpoint count. Prints:
+the new endpoint count (pausing POLL_PAUSE between polls so the pollers do not starve the proxies: the figures
+are therefore up to ~50 ms + one poll coarse). Prints:
   initial   seconds from proxies' start until all Services are in the service-ips map of every node
   change    p50/p90/max ms from the API write to the rule being live on every node (the slowest node; includes
             the ~100 ms debounce), and the same over single nodes
@@ -34,6 +36,7 @@ import httpx
 
 from aiokube.cluster import netns
 from aiokube.cluster.kubeconfig import write_kubeconfig
+from proxy import iptables
 from proxy.model import service_ports
 from proxy.nftables import service_chain
 from tests.support.apiserver import running_apiserver
@@ -64,16 +67,37 @@ def nft(node: netns.NodeNetwork, *args: str, stdin: str | None = None) -> str:
 
 
 async def nft_async(node: netns.NodeNetwork, *args: str) -> str:
-    """`nft` in `node`'s namespace without blocking the loop, so all nodes are polled at the same time."""
-    process = await asyncio.create_subprocess_exec("nsenter", f"--net={node.netns_path}", "nft", *args,
+    return await run_async(node, "nft", *args)
+
+
+async def run_async(node: netns.NodeNetwork, *argv: str) -> str:
+    """A command in `node`'s namespace without blocking the loop, so all nodes are polled at the same time."""
+    process = await asyncio.create_subprocess_exec("nsenter", f"--net={node.netns_path}", *argv,
                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out, _ = await process.communicate()
     return out.decode()
 
 
-async def live_after(node: netns.NodeNetwork, chain: str, expect: str, written: float) -> float:
-    """Seconds from `written` until `node`'s `chain` shows `expect`."""
-    while expect not in await nft_async(node, "list", "chain", "ip", "aiokube", chain):
+async def programmed(node: netns.NodeNetwork, mode: str) -> int:
+    """How many Services have ClusterIP rules on `node`."""
+    if mode == "iptables":
+        return (await run_async(node, "iptables", "-w", "-t", "nat", "-S", iptables.SERVICES)).count("cluster IP")
+    return (await nft_async(node, "list", "map", "ip", "aiokube", "service-ips")).count(": goto svc-")
+
+
+async def endpoint_count(node: netns.NodeNetwork, mode: str, i: int) -> int:
+    """How many endpoints Service s{i}'s balancing rules on `node` choose from."""
+    port = service_ports([service(i)], [endpoint_slice(i)])[0]
+    if mode == "iptables":
+        chain = iptables.service_chain(port)
+        return (await run_async(node, "iptables", "-w", "-t", "nat", "-S", chain)).count("-j AIOKUBE-SEP-")
+    listing = await nft_async(node, "list", "chain", "ip", "aiokube", service_chain(port))
+    return 2 if "mod 2" in listing else 1 if "mod 1" in listing else 0
+
+
+async def live_after(node: netns.NodeNetwork, mode: str, i: int, expect: int, written: float) -> float:
+    """Seconds from `written` until Service s{i} on `node` balances over `expect` endpoints."""
+    while await endpoint_count(node, mode, i) != expect:
         if time.monotonic() - written > 10:
             raise SystemExit(f"change not live on {node.netns_name} within 10 s")
         # One poll costs ~80 ms of CPU with 1,000 Services; N pollers back to back would starve the N proxies
@@ -99,7 +123,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def measure(server: str, nodes: list[netns.NodeNetwork], count: int, changes: int, workdir: str,
-                  proxy_log: str | None) -> None:
+                  proxy_log: str | None, mode: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=30) as api:
         started = time.monotonic()
         await create_all(api, count)
@@ -109,13 +133,14 @@ async def measure(server: str, nodes: list[netns.NodeNetwork], count: int, chang
         log = open(proxy_log, "w") if proxy_log else subprocess.DEVNULL  # noqa: ASYNC230  (a log file opened once)
         proxies = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy", "--kubeconfig", kubeconfig, "--node-name", f"node{node.index}",
-            "--netns-exec", node.netns_path, "--no-routes", *(["-v"] if proxy_log else []), cwd=REPO, stderr=log)
+            "--netns-exec", node.netns_path, "--no-routes", "--proxy-mode", mode, *(["-v"] if proxy_log else []),
+            cwd=REPO, stderr=log)
             for node in nodes]
         node = nodes[0]
         try:
             started = time.monotonic()
             for each in nodes:
-                while nft(each, "list", "map", "ip", "aiokube", "service-ips").count(": goto svc-") < count:
+                while await programmed(each, mode) < count:
                     if time.monotonic() - started > 180:
                         raise SystemExit(f"the proxy of {each.netns_name} did not program every Service in 180 s")
                     await asyncio.sleep(0.1)
@@ -124,20 +149,21 @@ async def measure(server: str, nodes: list[netns.NodeNetwork], count: int, chang
             every_node, single_node = [], []
             for n in range(changes):
                 i = (n * 37) % count
-                chain = service_chain(service_ports([service(i)], [endpoint_slice(i)])[0])
                 body = (await api.get(f"{SLICES}/s{i}-1")).json()
                 now_ready = not body["endpoints"][1]["conditions"]["ready"]
                 body["endpoints"][1]["conditions"]["ready"] = now_ready
-                expect = "mod 2" if now_ready else "mod 1"
+                expect = 2 if now_ready else 1
                 (await api.put(f"{SLICES}/s{i}-1", json=body)).raise_for_status()
                 written = time.monotonic()
-                per_node = await asyncio.gather(*(live_after(each, chain, expect, written) for each in nodes))
+                per_node = await asyncio.gather(*(live_after(each, mode, i, expect, written) for each in nodes))
                 single_node += [seconds * 1000 for seconds in per_node]
                 every_node.append(max(per_node) * 1000)
             for label, latencies in (("every node", every_node), ("one node", single_node)):
                 print(f"change    {label}: p50 {statistics.median(latencies):.0f} ms  "
                       f"p90 {percentile(latencies, 0.9):.0f} ms  max {max(latencies):.0f} ms  "
                       f"over {changes} EndpointSlice changes x {len(nodes)} nodes")
+            if mode == "iptables":
+                return  # the raw anchor below is nft's
             chain = service_chain(service_ports([service(0)], [endpoint_slice(0)])[0])
             raw_write, raw_poll = [], []
             for _ in range(10):
@@ -165,6 +191,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--nodes", type=int, default=3, help="node namespaces, one proxy each")
+    parser.add_argument("--proxy-mode", choices=("nftables", "iptables"), default="nftables")
     parser.add_argument("--proxy-log", help="write the proxy's verbose log (sync timings) to this file")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -175,7 +202,8 @@ def main() -> None:
     try:
         nodes = [netns.create_node_network(cluster_id, index) for index in range(1, args.nodes + 1)]
         with running_apiserver(etcd.url, f"/bench-{cluster_id}") as server:
-            asyncio.run(measure(server, nodes, args.services, args.changes, workdir, args.proxy_log))
+            asyncio.run(measure(server, nodes, args.services, args.changes, workdir, args.proxy_log,
+                                args.proxy_mode))
     finally:
         netns.delete_cluster_network(cluster_id)
         etcd.stop()

@@ -20,6 +20,8 @@ class IptablesApplier:
         self._runner = runner
         self._binary = binary
         self._jumps_ensured = False
+        # Our chains per table after the last successful write (None: unknown, read them back first).
+        self._written: tuple[set[str], set[str]] | None = None
 
     def _tool(self, suffix: str = "") -> str:
         # iptables-legacy -> iptables-legacy-save / -restore; iptables -> iptables-save / -restore.
@@ -48,11 +50,19 @@ class IptablesApplier:
         return True
 
     async def apply_ports(self, ports: list[ServicePort], node_name: str, *, full: bool = False) -> None:
-        """Rewrite all our chains from `ports` (full every time: the fallback favours simplicity over speed).
-        Our chains must exist before the jumps to them, so the restore runs first on a fresh node."""
-        script = render_restore(build_iptables(ports, node_name), await self._existing("nat"),
-                                await self._existing("filter"))
-        await self._runner.run([self._tool("-restore"), "-w", "--noflush"], stdin=script)
+        """Rewrite all our chains from `ports` (every chain each time: the fallback favours simplicity over
+        speed). Which stale chains to delete comes from our last write, or from `iptables-save` when `full` or
+        unknown. Our chains must exist before the jumps to them, so the restore runs first on a fresh node."""
+        rules = build_iptables(ports, node_name)
+        if full or self._written is None:
+            self._written = (await self._existing("nat"), await self._existing("filter"))
+        script = render_restore(rules, *self._written)
+        try:
+            await self._runner.run([self._tool("-restore"), "-w", "--noflush"], stdin=script)
+        except CommandError:
+            self._written = None
+            raise
+        self._written = (set(rules.nat), set(rules.filter))
         if full or not self._jumps_ensured:
             await self._ensure_jumps()
             self._jumps_ensured = True
@@ -68,3 +78,4 @@ class IptablesApplier:
             await self._runner.run([self._tool("-restore"), "-w", "--noflush"],
                                    stdin=render_cleanup(nat, filter_))
         self._jumps_ensured = False
+        self._written = None

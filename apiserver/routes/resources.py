@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -161,13 +164,27 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
     # Keys given twice are found on the raw body (decoding keeps the last); fieldValidation decides as for
     # unknown fields.
     writes = verb in ("create", "update", "patch")
-    duplicates = duplicate_fields(body, request.headers.get("content-type")) if writes else []
+    duplicates = await _off_loop_if_large(duplicate_fields, body, request.headers.get("content-type")) \
+        if writes else []
     if duplicates and field_validation(query) == "Strict":
         raise bad_request("strict decoding error: " + ", ".join(duplicates))
     response = await _serve_write(state, request, target, verb, body)
     if duplicates and field_validation(query) == "Warn":
         add_warnings(response, duplicates)
     return verb, response
+
+
+_OFF_LOOP_BODY_BYTES = 256 * 1024
+"""Bodies this large are parsed in a worker thread, so one big (or YAML) body does not stall every other
+request for the whole parse."""
+
+T = TypeVar("T")
+
+
+async def _off_loop_if_large(parse: Callable[[bytes, str | None], T], body: bytes, content_type: str | None) -> T:
+    if len(body) < _OFF_LOOP_BODY_BYTES:
+        return parse(body, content_type)
+    return await asyncio.to_thread(parse, body, content_type)
 
 
 async def _serve_write(state: ServerState, request: Request, target: Target, verb: str, body: bytes) -> Response:
@@ -184,7 +201,7 @@ async def _serve_write(state: ServerState, request: Request, target: Target, ver
         code, obj, warnings = await patch_object(state, handle, ns, name, body, content_type, opts,
                                                  subresource=sub or "")
         return json_response(with_type(obj, handle), code, warnings)
-    decoded = decode_body(body, content_type) if body.strip() else None
+    decoded = await _off_loop_if_large(decode_body, body, content_type) if body.strip() else None
     if verb in ("delete", "deletecollection"):
         dry = is_dry_run(query, query.getlist("dryRun"))
         options = parse_delete_options(decoded, query, dry)

@@ -33,11 +33,12 @@ async def _write(api: httpx.AsyncClient, rng: random.Random, writer: int, operat
         assert answer.status_code in (200, 201, 404, 409), answer.text
 
 
-async def _watch(api: httpx.AsyncClient, start: str, until: asyncio.Event, reconnect_every: int | None,
+async def _watch(api: httpx.AsyncClient, start: str, final: asyncio.Future[int], reconnect_every: int | None,
                  bookmarks: bool) -> tuple[list[Event], int]:
+    """Watch until the last committed revision (known once the writers are done) has been seen."""
     seen: list[Event] = []
     rv, reconnects = start, 0
-    while True:
+    while not (final.done() and int(rv) >= final.result()):
         params = {"watch": "1", "resourceVersion": rv, **({"allowWatchBookmarks": "true"} if bookmarks else {})}
         count = 0
         try:
@@ -49,16 +50,16 @@ async def _watch(api: httpx.AsyncClient, start: str, until: asyncio.Event, recon
                     event = json.loads(line)
                     assert event["type"] != "ERROR", event
                     rv = event["object"]["metadata"]["resourceVersion"]
-                    if event["type"] == "BOOKMARK":
-                        continue
-                    seen.append((event["object"]["metadata"]["name"], int(rv), event["type"] == "DELETED"))
-                    count += 1
-                    if reconnect_every and count >= reconnect_every:
+                    if event["type"] != "BOOKMARK":
+                        seen.append((event["object"]["metadata"]["name"], int(rv), event["type"] == "DELETED"))
+                        count += 1
+                    if (reconnect_every and count >= reconnect_every) or (
+                            final.done() and int(rv) >= final.result()):
                         break  # drop the connection mid-stream and resume from the last resourceVersion
         except httpx.ReadTimeout:
-            if until.is_set():
-                return seen, reconnects
+            pass  # nothing new for a second: look at the final revision again
         reconnects += 1
+    return seen, reconnects
 
 
 async def _committed(etcd_url: str, etcd_prefix: str, start: int) -> list[Event]:
@@ -85,16 +86,15 @@ async def test_reconnecting_watchers_see_exactly_the_committed_sequence(apiserve
     async with httpx.AsyncClient(base_url=apiserver, timeout=10, limits=limits) as api:
         await api.post("/api/v1/namespaces", json={"metadata": {"name": NS}})
         start = (await api.get(CM)).json()["metadata"]["resourceVersion"]
-        done = asyncio.Event()
+        final: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         patterns = [(None, False), (None, True), (1, False), (3, True), (7, False)]
-        watchers = [asyncio.create_task(_watch(api, start, done, every, bookmarks)) for every, bookmarks in patterns]
+        watchers = [asyncio.create_task(_watch(api, start, final, every, bookmarks)) for every, bookmarks in patterns]
         await asyncio.sleep(0.2)
         rng = random.Random(7)
         await asyncio.gather(*(_write(api, rng, writer, 25) for writer in range(6)))
-        await asyncio.sleep(0.3)
-        done.set()
-        results = await asyncio.gather(*watchers)
-    truth = await _committed(etcd_url, etcd_prefix, int(start))
+        truth = await _committed(etcd_url, etcd_prefix, int(start))
+        final.set_result(truth[-1][1])
+        results = await asyncio.wait_for(asyncio.gather(*watchers), 20)
     assert len(truth) > 50
     for (every, _), (seen, reconnects) in zip(patterns, results, strict=True):
         assert seen == truth, f"watcher reconnecting every {every} events diverged"

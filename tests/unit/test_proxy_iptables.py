@@ -10,10 +10,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from proxy.__main__ import choose_backend
+from proxy.commands import CommandError, CommandRunner
 from proxy.iptables import (
     NODEPORTS,
     SERVICES,
@@ -25,7 +28,9 @@ from proxy.iptables import (
     render_restore,
     service_chain,
 )
+from proxy.iptables_applier import IptablesApplier
 from proxy.model import service_ports
+from proxy.nft_applier import NftApplier, NftUnavailableError
 from tests.unit.test_proxy_rules import ep, slice_, svc
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,6 +142,9 @@ KERNEL_SCRIPT = textwrap.dedent("""
             result["empty"] = "answered"
         except ConnectionRefusedError:
             result["empty"] = "refused"
+        await applier.apply_ports(service_ports(services[:1], slices), "n1")  # "sticky" removed
+        result["svc_chains_left"] = subprocess.run([binary + "-save", "-t", "nat"], capture_output=True,
+                                                   text=True).stdout.count(":AIOKUBE-SVC-")
         await applier.cleanup()
         result["after_cleanup"] = "".join(
             subprocess.run([binary + "-save", "-t", t], capture_output=True, text=True).stdout
@@ -163,4 +171,30 @@ def test_rules_dnat_real_traffic_in_a_private_namespace(binary: str) -> None:
     assert seen["nodeport"][0] in ("10.0.0.1", "10.0.0.2")
     assert seen["empty"] == "refused"
     assert seen["jumps"] == 2  # PREROUTING and OUTPUT, once each after two syncs
+    assert seen["svc_chains_left"] == 1  # the removed Service's chains were deleted (from the last write)
     assert seen["after_cleanup"] == 0
+
+
+@dataclass(frozen=True)
+class FakeRunner(CommandRunner):
+    """Answers like a host whose nft may be unusable but whose iptables works; records what ran."""
+
+    nft_works: bool = True
+    ran: list[list[str]] = field(default_factory=list)
+
+    async def run(self, argv: list[str], stdin: str | None = None, *, check: bool = True) -> str:
+        self.ran.append(argv)
+        if argv[0] == "nft" and not self.nft_works:
+            raise CommandError(argv, 1, "Error: Could not process rule: Operation not supported")
+        return ""
+
+
+async def test_auto_mode_falls_back_to_iptables_only_when_nft_is_unusable() -> None:
+    assert isinstance(await choose_backend(FakeRunner(nft_works=True), "auto", "iptables"), NftApplier)
+    broken = FakeRunner(nft_works=False)
+    chosen = await choose_backend(broken, "auto", "iptables-legacy")
+    assert isinstance(chosen, IptablesApplier)
+    assert ["iptables-legacy-save", "-t", "nat"] in broken.ran
+    with pytest.raises(NftUnavailableError):
+        await choose_backend(FakeRunner(nft_works=False), "nftables", "iptables")
+    assert isinstance(await choose_backend(FakeRunner(nft_works=True), "iptables", "iptables"), IptablesApplier)
