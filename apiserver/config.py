@@ -36,6 +36,11 @@ class Config:
     # Seconds between etcd compactions (each keeps one interval of history), as kube-apiserver's
     # --etcd-compaction-interval; 0 disables compaction (another server or etcd itself does it).
     etcd_compaction_interval: float = 300.0
+    # Reaching node agents (logs, exec, stats): with any of these set the node proxy speaks https/wss, verifying
+    # the node's serving certificate against the CA and presenting this client certificate; unset = plain http.
+    kubelet_certificate_authority: str | None = None
+    kubelet_client_certificate: str | None = None
+    kubelet_client_key: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -60,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         help="IP published in the `kubernetes` Service's endpoints (default: from --bind-address)")
     parser.add_argument("--etcd-compaction-interval", default="5m", type=_duration,
                         help="how often to compact etcd history, e.g. 5m, 90s, 0 (off)")
+    parser.add_argument("--kubelet-certificate-authority", help="CA that signed the node agents' serving certs")
+    parser.add_argument("--kubelet-client-certificate", help="client certificate presented to node agents")
+    parser.add_argument("--kubelet-client-key", help="the private key of --kubelet-client-certificate")
     args = parser.parse_args(argv)
     try:
         ipaddress.ip_network(args.service_cluster_ip_range)
@@ -81,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         service_node_port_range=args.service_node_port_range,
         advertise_address=args.advertise_address,
         etcd_compaction_interval=args.etcd_compaction_interval,
+        kubelet_certificate_authority=args.kubelet_certificate_authority,
+        kubelet_client_certificate=args.kubelet_client_certificate,
+        kubelet_client_key=args.kubelet_client_key,
     )
 
 

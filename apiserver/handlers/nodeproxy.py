@@ -58,9 +58,9 @@ class KubeletClientTLS:
 def kubelet_tls(state: ServerState) -> KubeletClientTLS | None:
     """The TLS client settings from the server's config (fields named after the flags); None means plain http."""
     config = state.config
-    ca = getattr(config, "kubelet_certificate_authority", None)
-    cert = getattr(config, "kubelet_client_certificate", None)
-    key = getattr(config, "kubelet_client_key", None)
+    ca = config.kubelet_certificate_authority
+    cert = config.kubelet_client_certificate
+    key = config.kubelet_client_key
     if not (ca or cert):
         return None
     return _tls_settings(ca, cert, key)
