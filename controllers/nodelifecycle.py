@@ -4,7 +4,8 @@ A node's heartbeat is its Lease kube-node-lease/<node> (renewTime) and its Ready
 lastHeartbeatTime. When neither changed for the grace period (--node-monitor-grace-period, 40 s) — measured
 on this process's clock from when we saw the last change, so clock skew cannot matter — every node condition
 becomes Unknown (reason NodeStatusUnknown, "Kubelet stopped posting node status."). The Ready condition picks
-the NoExecute taint: Unknown → node.kubernetes.io/unreachable, False → node.kubernetes.io/not-ready, True → none.
+the taint key: Unknown → node.kubernetes.io/unreachable, False → node.kubernetes.io/not-ready, True → none, each
+with effect NoSchedule (keeps new pods off the node) and NoExecute (evicts the pods there).
 Pods on a tainted node are marked not ready and deleted once their toleration of the taint runs out
 (tolerationSeconds; pods without a matching toleration get --pod-eviction-timeout, standing in for the
 DefaultTolerationSeconds admission) so their controllers recreate them elsewhere.
@@ -32,6 +33,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
 MANAGED_TAINTS = (UNREACHABLE, NOT_READY)
+MANAGED_EFFECTS = ("NoSchedule", "NoExecute")
 
 
 @dataclass
@@ -167,11 +169,17 @@ class NodeLifecycleReconciler:
         ready = condition(node, "Ready")
         wanted = wanted_taint(ready.get("status") if ready else None)
         taints = list(node.get("spec", {}).get("taints") or [])
-        kept = [t for t in taints if not (t.get("key") in MANAGED_TAINTS and t.get("effect") == "NoExecute")]
+        kept = [t for t in taints if not (t.get("key") in MANAGED_TAINTS and t.get("effect") in MANAGED_EFFECTS)]
         current = [t for t in taints if t not in kept]
         if wanted is not None:
-            existing = next((t for t in current if t.get("key") == wanted), None)
-            kept.append(existing or {"key": wanted, "effect": "NoExecute", "timeAdded": format_time(now)})
+            # NoSchedule as Kubernetes' taint-nodes-by-condition: pods tolerating the NoExecute taint for a while
+            # must still not be scheduled onto the node. NoExecute (timed) drives the eviction below.
+            for effect in MANAGED_EFFECTS:
+                existing = next((t for t in current if t.get("key") == wanted and t.get("effect") == effect), None)
+                fresh = {"key": wanted, "effect": effect}
+                if effect == "NoExecute":
+                    fresh["timeAdded"] = format_time(now)
+                kept.append(existing or fresh)
         if kept == taints:
             return node
         updated = copy.deepcopy(node)

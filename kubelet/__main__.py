@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--containerd-socket", required=True)
     p.add_argument("--root-dir", required=True)
     p.add_argument("--node-ip", default="")
-    p.add_argument("--pod-cidr", default=None)
+    p.add_argument("--pod-cidr", default=None,
+                   help="register the Node with this podCIDR; default: wait for the controller-manager's allocation "
+                        "and hand it to the runtime (CRI UpdateRuntimeConfig)")
     p.add_argument("--cgroup-prefix", default="aiokube")
     p.add_argument("--server-port", type=int, default=10250, help="0 disables the node HTTP server")
     p.add_argument("--server-address", default="0.0.0.0")

@@ -25,6 +25,7 @@ from kubelet.image_gc import ImageGarbageCollector, ImageGCPolicy
 from kubelet.image_puller import IMAGE_PULL_BACK_OFF
 from kubelet.node_status import NodeIdentity, NodeStatusReporter, allocatable, capacity, default_node_ip
 from kubelet.pleg import Pleg
+from kubelet.pod_cidr import PodCidrSync, network_ready
 from kubelet.pod_runtime import PodRuntimeManager, termination_grace
 from kubelet.pod_workers import PodWorkers
 from kubelet.probes import ProbeManager
@@ -35,6 +36,10 @@ from kubelet.status_manager import StatusManager
 from kubelet.volumes import VolumeManager
 
 log = logging.getLogger(__name__)
+
+# containerd loads a rendered CNI config from its conf-dir watcher, a moment after UpdateRuntimeConfig returns.
+NETWORK_READY_POLLS = 30
+NETWORK_READY_POLL_SECONDS = 0.1
 
 
 class Kubelet:
@@ -61,6 +66,9 @@ class Kubelet:
             api, runtime, NodeIdentity(config.node_name, self.node_ip, config.pod_cidr, config.root_dir,
                                        config.server_port),
             lease_interval=config.lease_interval, status_interval=config.status_interval)
+        # The Node's podCIDR (nodeipam's, or --pod-cidr's) → the runtime's CNI config (UpdateRuntimeConfig).
+        self.pod_cidr = PodCidrSync(api, runtime, config.node_name, on_applied=self._network_configured,
+                                    recheck_interval=config.status_interval)
         self.image_gc = ImageGarbageCollector(runtime, ImageGCPolicy(
             high_threshold_percent=config.image_gc_high_threshold, low_threshold_percent=config.image_gc_low_threshold,
             min_age=config.image_minimum_gc_age, max_age=config.image_maximum_gc_age,
@@ -177,6 +185,18 @@ class Kubelet:
         else:
             self.volumes.teardown(uid)
 
+    # --- network ------------------------------------------------------------------------------------------
+    async def _network_configured(self, cidr: str) -> None:
+        """The runtime just got its pod CIDR: report the Node Ready as soon as the runtime's network is, instead
+        of at the next status round."""
+        for _ in range(NETWORK_READY_POLLS):
+            with contextlib.suppress(CriError):
+                if await network_ready(self.runtime):
+                    break
+            await asyncio.sleep(NETWORK_READY_POLL_SECONDS)
+        with contextlib.suppress(ApiError, CriError, OSError):
+            await self.node_status.post_status()
+
     # --- housekeeping -------------------------------------------------------------------------------------
     async def housekeeping(self) -> None:
         """Sync runtime pods and pod directories the API does not (or no longer) bind here, so they go away.
@@ -212,6 +232,7 @@ class Kubelet:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.node_status.run_lease(), name="lease")
             tg.create_task(self.node_status.run_status(), name="node-status")
+            tg.create_task(self.pod_cidr.run(), name="pod-cidr")
             tg.create_task(self.informer.run(), name="pod-informer")
             await self.informer.wait_synced()
             # Adopt first: the first relist records what runs, then every pod syncs against it.

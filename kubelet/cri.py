@@ -83,6 +83,11 @@ class RuntimeClient:
         assert isinstance(r, pb.StatusResponse)
         return r
 
+    async def update_runtime_config(self, pod_cidr: str) -> None:
+        """Hand the node's pod CIDR(s) (comma-separated) to the runtime; containerd renders its CNI conf template."""
+        config = pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr=pod_cidr))
+        await self._call("runtime", "UpdateRuntimeConfig", pb.UpdateRuntimeConfigRequest(runtime_config=config))
+
     # --- sandboxes ----------------------------------------------------------------------------------------
     async def run_pod_sandbox(self, config: pb.PodSandboxConfig) -> str:
         r = await self._call("runtime", "RunPodSandbox", pb.RunPodSandboxRequest(config=config))

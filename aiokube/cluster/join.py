@@ -9,14 +9,15 @@
     3. credentials write DATA_DIR/pki/{ca.crt,kubelet-client.crt,kubelet-client.key} and DATA_DIR/kubelet.conf;
                    the token is not kept anywhere
     4. services    start containerd, the node agent, the service proxy and cluster DNS as background processes
-                   (recorded in DATA_DIR/node.json for `aiokube reset`), or write systemd units (`--systemd`)
+                   (recorded in DATA_DIR/node.json for `aiokube reset`), or write systemd units (`--systemd`);
+                   containerd starts without a CNI config: the node agent gives it the podCIDR the
+                   controller-manager allocates to the Node (unless --pod-cidr fixes one)
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import json
 import logging
 import os
@@ -60,7 +61,9 @@ class JoinOptions:
     node_name: str = field(default_factory=socket.gethostname)
     data_dir: str = "/var/lib/aiokube"
     node_ip: str | None = None  # default: the address this machine reaches the API server from
-    pod_cidr: str | None = None  # default: 10.244.<last octet of the node IP>.0/24
+    # Default: none here; the controller-manager (nodeipam) allocates the Node's podCIDR and the node agent hands
+    # it to containerd. A fixed CIDR must not overlap any other node's.
+    pod_cidr: str | None = None
     start_services: bool = True
     import_images: bool = True
     systemd: bool = False
@@ -76,7 +79,7 @@ class JoinResult:
     node_name: str
     kubeconfig: str
     node_ip: str
-    pod_cidr: str
+    pod_cidr: str  # the fixed one, or a note that the cluster assigns it
     processes: list[ManagedProcess] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
 
@@ -217,10 +220,6 @@ def default_node_ip(server: str) -> str:
         return str(s.getsockname()[0])
 
 
-def default_pod_cidr(node_ip: str) -> str:
-    return f"10.244.{int(ipaddress.ip_address(node_ip)) & 0xFF}.0/24"
-
-
 @dataclass(frozen=True)
 class NodeLayout:
     """Where a joined node keeps everything, and the command line of each of its services."""
@@ -228,7 +227,7 @@ class NodeLayout:
     data_dir: str
     node_name: str
     node_ip: str
-    pod_cidr: str
+    pod_cidr: str | None = None  # None: the Node's podCIDR from nodeipam
 
     @property
     def kubeconfig(self) -> str:
@@ -257,10 +256,11 @@ class NodeLayout:
         """The Python components: name -> argv (containerd is started through aiokube.node.containerd)."""
         py = sys.executable
         socket_path = os.path.join(os.path.abspath(self.containerd_dir), "containerd.sock")
+        pod_cidr = ["--pod-cidr", self.pod_cidr] if self.pod_cidr else []
         return {
             "kubelet": [py, "-m", "kubelet", "--kubeconfig", self.kubeconfig, "--node-name", self.node_name,
                         "--containerd-socket", socket_path, "--root-dir", os.path.join(self.data_dir, "kubelet"),
-                        "--node-ip", self.node_ip, "--pod-cidr", self.pod_cidr,
+                        "--node-ip", self.node_ip, *pod_cidr,
                         "--cgroup-prefix", f"aiokube-{self.node_name}", "--cluster-dns", self.node_ip],
             "proxy": [py, "-m", "proxy", "--kubeconfig", self.kubeconfig, "--node-name", self.node_name,
                       "--netns-exec", "none"],
@@ -387,8 +387,7 @@ async def bootstrap_credentials(options: JoinOptions, progress: Progress) -> tup
 
 def join(options: JoinOptions, *, progress: Progress = print) -> JoinResult:
     node_ip = options.node_ip or default_node_ip(options.server)
-    layout = NodeLayout(os.path.abspath(options.data_dir), options.node_name, node_ip,
-                        options.pod_cidr or default_pod_cidr(node_ip))
+    layout = NodeLayout(os.path.abspath(options.data_dir), options.node_name, node_ip, options.pod_cidr)
     os.makedirs(layout.data_dir, mode=0o700, exist_ok=True)
     ca_pem, pair = asyncio.run(bootstrap_credentials(options, progress))
     os.makedirs(layout.pki_dir, mode=0o700, exist_ok=True)
@@ -398,7 +397,8 @@ def join(options: JoinOptions, *, progress: Progress = print) -> JoinResult:
         f.write(ca_pem)
     write_node_kubeconfig(layout.kubeconfig, options.server, ca_pem, pair, options.node_name)
     progress(f"wrote {layout.kubeconfig} (user {pki.NODE_USER_PREFIX}{options.node_name})")
-    result = JoinResult(options.node_name, layout.kubeconfig, node_ip, layout.pod_cidr)
+    result = JoinResult(options.node_name, layout.kubeconfig, node_ip,
+                        layout.pod_cidr or "assigned by the controller-manager")
     if options.systemd:
         result.units = write_units(node_units(layout), options.unit_dir)
         progress("start them with: systemctl daemon-reload && systemctl enable --now "

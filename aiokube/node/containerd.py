@@ -3,6 +3,12 @@
 Each node gets its own root, state, socket, runc root, CNI config and host-local IPAM data dir, so several nodes
 (and test runs) share one machine without seeing each other. The keys below are the ones recorded in
 runtime-notes.md as working with Debian's containerd 1.6 on this kind of machine.
+
+The pod CIDR is either fixed at start (`pod_cidr=...`: the conflist is written next to the config) or left to
+the cluster (`pod_cidr=None`): containerd then starts with an empty CNI conf dir (CRI reports NetworkReady=false)
+and a conflist template (`conf_template`); the node agent, once the controller-manager's nodeipam gave its Node a
+podCIDR, calls CRI UpdateRuntimeConfig(pod_cidr), and containerd renders the template into the conf dir and
+loads it (its CNI conf syncer watches the dir), as kubeadm-style kubelets do.
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ import time
 from dataclasses import dataclass
 
 CNI_BIN_DIR = "/usr/lib/cni"
+CONFLIST_NAME = "10-aiokube.conflist"
+# containerd's Go text/template field for the first pod CIDR passed to UpdateRuntimeConfig.
+POD_CIDR_TEMPLATE_FIELD = "{{.PodCIDR}}"
 
 
 @dataclass(frozen=True)
 class ContainerdConfig:
     root_dir: str
-    pod_cidr: str = "10.244.1.0/24"
+    # None: no CNI config until the node agent passes the Node's podCIDR (CRI UpdateRuntimeConfig), see above.
+    pod_cidr: str | None = "10.244.1.0/24"
     netns: str | None = None  # e.g. /var/run/netns/node1: containerd (and so every pod) lives in that netns
     cgroup_prefix: str = "aiokube"
     sandbox_image: str = "localhost/pause:3.9"
@@ -44,6 +54,16 @@ class ContainerdConfig:
     @property
     def cni_conf_dir(self) -> str:
         return os.path.join(os.path.abspath(self.root_dir), "net.d")
+
+    @property
+    def cni_conf_template(self) -> str:
+        return os.path.join(os.path.abspath(self.root_dir), "cni-conflist.tmpl")
+
+    @property
+    def cni_conflist_path(self) -> str:
+        """Where the conflist of a fixed pod CIDR is written (containerd names its rendered one
+        10-containerd-net.conflist; with max_conf_num = 1 only the first in name order is loaded)."""
+        return os.path.join(self.cni_conf_dir, CONFLIST_NAME)
 
     @property
     def log_path(self) -> str:
@@ -70,6 +90,9 @@ class ContainerdProcess:
 def render_config(cfg: ContainerdConfig) -> str:
     """containerd's version-2 config.toml for this node."""
     d = os.path.abspath(cfg.root_dir)
+    # Only without a fixed CIDR: containerd renders this template on UpdateRuntimeConfig while no CNI config
+    # is loaded (it ignores the call once the network is ready).
+    template = "" if cfg.pod_cidr else f'\n    conf_template = "{cfg.cni_conf_template}"'
     return f"""version = 2
 root = "{d}/root"
 state = "{d}/state"
@@ -88,7 +111,7 @@ state = "{d}/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{cfg.cni_conf_dir}"
-    max_conf_num = 1
+    max_conf_num = 1{template}
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -100,8 +123,12 @@ state = "{d}/state"
 """
 
 
-def render_cni_conflist(cfg: ContainerdConfig) -> str:
-    """bridge + host-local IPAM (per-node data dir) + portmap (hostPort) + loopback."""
+def render_cni_conflist(cfg: ContainerdConfig, pod_cidr: str | None = None) -> str:
+    """bridge + host-local IPAM (per-node data dir) + portmap (hostPort) + loopback, for `pod_cidr` (default:
+    the config's)."""
+    subnet = pod_cidr or cfg.pod_cidr
+    if not subnet:
+        raise ValueError("a CNI conflist needs a pod CIDR")
     conf = {
         "cniVersion": "1.0.0",
         "name": "aiokube",
@@ -114,7 +141,7 @@ def render_cni_conflist(cfg: ContainerdConfig) -> str:
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": cfg.pod_cidr}]],
+                    "ranges": [[{"subnet": subnet}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
                     "dataDir": os.path.join(os.path.abspath(cfg.root_dir), "ipam"),
                 },
@@ -126,13 +153,33 @@ def render_cni_conflist(cfg: ContainerdConfig) -> str:
     return json.dumps(conf, indent=2) + "\n"
 
 
+def render_cni_conflist_template(cfg: ContainerdConfig) -> str:
+    """The same conflist with containerd's template field where the subnet goes (rendered by containerd)."""
+    return render_cni_conflist(cfg, POD_CIDR_TEMPLATE_FIELD)
+
+
 def write_config(cfg: ContainerdConfig) -> None:
+    """config.toml, plus the conflist (fixed CIDR) or its template (CIDR from the cluster).
+
+    Without a fixed CIDR an existing conflist is left alone: a restarted containerd of a node that already has
+    its podCIDR keeps networking, and the node agent re-applies the CIDR whenever the runtime reports its
+    network not ready."""
     os.makedirs(cfg.root_dir, exist_ok=True)
     os.makedirs(cfg.cni_conf_dir, exist_ok=True)
     with open(cfg.config_path, "w") as f:
         f.write(render_config(cfg))
-    with open(os.path.join(cfg.cni_conf_dir, "10-aiokube.conflist"), "w") as f:
-        f.write(render_cni_conflist(cfg))
+    if cfg.pod_cidr:
+        _write(cfg.cni_conflist_path, render_cni_conflist(cfg))
+    else:
+        _write(cfg.cni_conf_template, render_cni_conflist_template(cfg))
+
+
+def _write(path: str, text: str) -> None:
+    # Atomic: containerd's conf-dir watcher must never load a half-written file.
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _socket_answers(path: str) -> bool:

@@ -11,15 +11,14 @@ gives no node rights, and the node restriction holds for the joined node's crede
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -27,106 +26,21 @@ import yaml
 
 from aiokube.cluster import netns, pki
 from aiokube.cluster.join import stop_services
-from aiokube.cluster.process import ManagedProcess, spawn
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "nsenter", "etcd", "containerd", "runc")),
-    reason="SKIPPED LOUDLY: needs root with ip, nsenter, etcd, containerd and runc to build machines from netns")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-API_PORT = 6443
-
-
-def in_netns(ns: netns.NodeNetwork, argv: list[str]) -> list[str]:
-    return ["nsenter", f"--net={ns.netns_path}", *argv]
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def write_kubeconfig(path: str, server: str, ca: pki.CertKey, client: pki.CertKey) -> str:
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-              "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": ca.cert_data}}],
-              "users": [{"name": "u", "user": {"client-certificate-data": client.cert_data,
-                                               "client-key-data": client.key_data}}],
-              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
-    with open(path, "w") as f:
-        yaml.safe_dump(config, f)
-    os.chmod(path, 0o600)
-    return path
-
-
-@dataclass
-class ControlPlane:
-    """One control-plane "machine": its namespace, PKI, kubeconfigs and processes."""
-
-    directory: str
-    servers: list[str]
-    ca: pki.CertKey
-    admin_kubeconfig: str
-    processes: list[ManagedProcess] = field(default_factory=list)
-
-    @property
-    def server(self) -> str:
-        return self.servers[0]
-
-    def admin_client(self, server: str | None = None) -> httpx.Client:
-        context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
-        cert_file, key_file = pki.write_pair(pki.issue_admin_cert(self.ca), self.directory, "admin-client")
-        context.load_cert_chain(cert_file, key_file)
-        return httpx.Client(base_url=server or self.server, verify=context, timeout=10)
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop(timeout=5)
-
-
-def start_apiserver(cp: ControlPlane, ns: netns.NodeNetwork, etcd_servers: str, name: str) -> str:
-    serving = pki.issue_serving_cert(cp.ca, "kube-apiserver", dns_names=["kubernetes", "localhost"],
-                                     ips=[ns.node_ip, "127.0.0.1"])
-    cert_file, key_file = pki.write_pair(serving, cp.directory, f"{name}-serving")
-    argv = [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_servers,
-            "--etcd-prefix", f"/{os.path.basename(cp.directory)}", "--bind-address", ns.node_ip,
-            "--port", str(API_PORT), "--tls-cert-file", cert_file, "--tls-private-key-file", key_file,
-            "--client-ca-file", os.path.join(cp.directory, "ca.crt"), "--authorization-mode", "RBAC"]
-    cp.processes.append(spawn(name, in_netns(ns, argv), os.path.join(cp.directory, f"{name}.log"), cwd=ROOT))
-    server = f"https://{ns.node_ip}:{API_PORT}"
-    context = ssl.create_default_context(cadata=cp.ca.cert_pem.decode())
-    wait_until(f"{name} /readyz", lambda: httpx.get(f"{server}/readyz", verify=context, timeout=2).status_code == 200,
-               timeout=40)
-    return server
-
-
-def start_components(cp: ControlPlane, ns: netns.NodeNetwork, server: str, suffix: str = "",
-                     extra_cm_args: tuple[str, ...] = (), extra_sched_args: tuple[str, ...] = ()) -> None:
-    """controller-manager (with the CSR signer) and scheduler, each with its own client certificate."""
-    cm = pki.issue_client_cert(cp.ca, pki.CONTROLLER_MANAGER_USER)
-    scheduler = pki.issue_client_cert(cp.ca, pki.SCHEDULER_USER)
-    cm_conf = write_kubeconfig(os.path.join(cp.directory, f"cm{suffix}.conf"), server, cp.ca, cm)
-    sched_conf = write_kubeconfig(os.path.join(cp.directory, f"sched{suffix}.conf"), server, cp.ca, scheduler)
-    ca_cert, ca_key = os.path.join(cp.directory, "ca.crt"), os.path.join(cp.directory, "ca.key")
-    cm_argv = [sys.executable, "-m", "controllers", "--kubeconfig", cm_conf, "--cluster-signing-cert-file", ca_cert,
-               "--cluster-signing-key-file", ca_key, *extra_cm_args]
-    cp.processes.append(spawn(f"controllers{suffix}", in_netns(ns, cm_argv),
-                              os.path.join(cp.directory, f"controllers{suffix}.log"), cwd=ROOT))
-    sched_argv = [sys.executable, "-m", "scheduler", "--kubeconfig", sched_conf, *extra_sched_args]
-    cp.processes.append(spawn(f"scheduler{suffix}", in_netns(ns, sched_argv),
-                              os.path.join(cp.directory, f"scheduler{suffix}.log"), cwd=ROOT))
-
-
-def new_control_plane(directory: str) -> ControlPlane:
-    ca = pki.create_ca()
-    pki.write_pair(ca, directory, "ca")
-    return ControlPlane(directory, [], ca, admin_kubeconfig=os.path.join(directory, "admin.conf"))
+# Re-exported: tests/e2e/test_ha_control_plane.py imports these from here.
+from tests.e2e.join_harness import (  # noqa: F401
+    ROOT,
+    ControlPlane,
+    in_netns,
+    new_control_plane,
+    node_ready,
+    pytestmark,
+    start_apiserver,
+    start_components,
+    start_etcd,
+    wait_until,
+    write_kubeconfig,
+)
 
 
 @pytest.fixture
@@ -138,28 +52,13 @@ def cluster_id() -> Iterator[str]:
         netns.delete_cluster_network(cid)
 
 
-def node_ready(client: httpx.Client, name: str) -> bool:
-    response = client.get(f"/api/v1/nodes/{name}")
-    if response.status_code != 200:
-        return False
-    conditions = (response.json().get("status") or {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
 def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cluster_id: str, tmp_path) -> None:
     cp_net = netns.create_node_network(cluster_id, 1)
     worker_net = netns.create_node_network(cluster_id, 2)
     cp = new_control_plane(str(tmp_path / "cp"))
     worker_dir = str(tmp_path / "worker")
     try:
-        etcd_dir = str(tmp_path / "cp" / "etcd")
-        etcd_url = "http://127.0.0.1:2379"  # loopback of the control-plane machine only
-        cp.processes.append(spawn("etcd", in_netns(cp_net, [
-            shutil.which("etcd") or "etcd", "--data-dir", etcd_dir, "--listen-client-urls", etcd_url,
-            "--advertise-client-urls", etcd_url, "--listen-peer-urls", "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", "default=http://127.0.0.1:2380"]), os.path.join(cp.directory, "etcd.log")))
-        server = start_apiserver(cp, cp_net, etcd_url, "apiserver")
+        server = start_apiserver(cp, cp_net, start_etcd(cp, cp_net), "apiserver")
         cp.servers.append(server)
         write_kubeconfig(cp.admin_kubeconfig, server, cp.ca, pki.issue_admin_cert(cp.ca))
         start_components(cp, cp_net, server)
@@ -204,6 +103,15 @@ def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cl
 
         node = admin.get("/api/v1/nodes/worker-1").json()
         assert any(a["address"] == worker_net.node_ip for a in node["status"].get("addresses", []))
+        # No --pod-cidr: the controller-manager (nodeipam) allocated the podCIDR, and the node agent handed it to
+        # containerd, which rendered its CNI config from it (Ready needs the runtime's NetworkReady).
+        pod_cidr = node["spec"]["podCIDR"]
+        assert node["spec"]["podCIDRs"] == [pod_cidr]
+        assert ipaddress.ip_network(pod_cidr).subnet_of(ipaddress.ip_network("10.244.0.0/16"))
+        conf_dir = os.path.join(worker_dir, "containerd", "net.d")
+        with open(os.path.join(conf_dir, "10-containerd-net.conflist")) as f:
+            bridge = json.load(f)["plugins"][0]
+        assert bridge["ipam"]["ranges"] == [[{"subnet": pod_cidr}]]
         csrs = admin.get("/apis/certificates.k8s.io/v1/certificatesigningrequests").json()["items"]
         assert len(csrs) == 1
         csr = csrs[0]
