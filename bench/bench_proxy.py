@@ -1,19 +1,26 @@
-"""Service proxy latency: from an EndpointSlice change (the API write returning) to the nftables rule being
-live in EVERY node's kernel, with 1,000 Services, beside its raw anchor measured in the same run.
+"""Service proxy latency: from an EndpointSlice change (the API write being sent) to the rule being live in
+EVERY node's kernel, with 1,000 Services, beside its raw anchor measured in the same run.
 
     .venv/bin/python bench/bench_proxy.py [--services 1000] [--changes 20] [--nodes 3]   (root: builds netns)
                                           [--proxy-mode nftables|iptables]
 
 Starts a private etcd, the API server, N node network namespaces and one `python -m proxy` per node programming
 it, creates the Services (2 ready endpoints each), waits for the initial sync on every node, then flips one
-endpoint's readiness per change and polls `nft list chain` of that Service on all nodes at once until each shows
-the new endpoint count (pausing POLL_PAUSE between polls so the pollers do not starve the proxies: the figures
-are therefore up to ~50 ms + one poll coarse). Prints:
-  initial   seconds from proxies' start until all Services are in the service-ips map of every node
-  change    p50/p90/max ms from the API write to the rule being live on every node (the slowest node; includes
-            the ~100 ms debounce), and the same over single nodes
-  raw       p50 ms of one `nft -f` that rewrites one Service chain directly (the kernel + nft floor), and of
-            one `nft list chain` poll (the measuring instrument's own cost)
+endpoint's readiness per change and waits until every node's kernel has committed the changed Service's
+balancing chain with the new endpoint count.
+
+"Live" is observed with `nft monitor` in each node's namespace: the kernel reports every committed transaction
+(closed by a `# new generation` line) as it happens, so the instrument costs nothing while it waits and is not
+coarser than the loop reading its output. (Polling `nft list chain` instead costs ~80 ms of CPU per poll with
+1,000 Services, enough to starve the proxies being measured on a 2-core machine.) The iptables mode is
+measured through iptables-nft, the host's `iptables`: iptables-legacy commits are invisible to `nft monitor`.
+Prints:
+  initial   seconds from proxies' start until all Services are programmed on every node (polled)
+  change    p50/p90/max ms from the API write to the rule being committed on every node (the slowest node;
+            includes the proxy's ~100 ms debounce), and the same over single nodes
+  raw       p50 ms of one `nft -f` (`iptables-restore --noflush` in iptables mode) that rewrites one Service
+            chain directly (the kernel + tool floor), and how long after that command started the monitor
+            reported its commit (the floor as this instrument sees it)
 Everything started is stopped and removed at the end.
 """
 
@@ -43,7 +50,6 @@ from tests.support.apiserver import running_apiserver
 from tests.support.etcd import start_etcd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-POLL_PAUSE = 0.05
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 
 
@@ -61,20 +67,16 @@ def endpoint_slice(i: int) -> dict:
                           for j in (1, 2)]}
 
 
-def nft(node: netns.NodeNetwork, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(["nsenter", f"--net={node.netns_path}", "nft", *args], input=stdin,
-                          capture_output=True, text=True, timeout=30).stdout
-
-
 async def nft_async(node: netns.NodeNetwork, *args: str) -> str:
     return await run_async(node, "nft", *args)
 
 
-async def run_async(node: netns.NodeNetwork, *argv: str) -> str:
+async def run_async(node: netns.NodeNetwork, *argv: str, stdin: str | None = None) -> str:
     """A command in `node`'s namespace without blocking the loop, so all nodes are polled at the same time."""
     process = await asyncio.create_subprocess_exec("nsenter", f"--net={node.netns_path}", *argv,
+                                                   stdin=subprocess.PIPE if stdin is not None else None,
                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out, _ = await process.communicate()
+    out, _ = await process.communicate(stdin.encode() if stdin is not None else None)
     return out.decode()
 
 
@@ -85,25 +87,116 @@ async def programmed(node: netns.NodeNetwork, mode: str) -> int:
     return (await nft_async(node, "list", "map", "ip", "aiokube", "service-ips")).count(": goto svc-")
 
 
-async def endpoint_count(node: netns.NodeNetwork, mode: str, i: int) -> int:
-    """How many endpoints Service s{i}'s balancing rules on `node` choose from."""
+class BenchError(Exception):
+    """The proxies did not do what is measured in time: the run is void."""
+
+
+def balancing_chain(mode: str, i: int) -> str:
+    """The name of Service s{i}'s ClusterIP balancing chain in `mode`."""
     port = service_ports([service(i)], [endpoint_slice(i)])[0]
+    return iptables.service_chain(port) if mode == "iptables" else service_chain(port)
+
+
+def endpoints_in_rule(line: str) -> int:
+    """How many endpoints one rule (as `nft monitor` prints it) sends traffic to: nftables' one `numgen random
+    mod N` rule, or one per iptables-nft rule jumping to an AIOKUBE-SEP- chain."""
+    words = line.split()
+    if "mod" in words:
+        return int(words[words.index("mod") + 1])
+    return line.count(f"{iptables.PREFIX}SEP-")
+
+
+class CommitWatcher:
+    """`nft monitor` in one node's namespace: per chain, (endpoint count, monotonic time) of every committed
+    transaction that rewrote it."""
+
+    def __init__(self, node: netns.NodeNetwork) -> None:
+        self.node = node
+        self.commits: dict[str, list[tuple[int, float]]] = {}
+        self.generations = 0  # transactions reported so far
+        self._committed = asyncio.Condition()
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={self.node.netns_path}", "nft", "monitor", stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        self._reader = asyncio.create_task(self._read())
+        # nft loads the whole ruleset before it subscribes (long with 1,000 Services): commit an empty probe
+        # transaction until the monitor reports one, so no measured commit can slip past before it listens.
+        while True:
+            await run_async(self.node, "nft", "-f", "-", stdin="add table ip aiokube-bench-probe\n"
+                                                               "delete table ip aiokube-bench-probe\n")
+            try:
+                async with asyncio.timeout(1), self._committed:
+                    await self._committed.wait_for(lambda: self.generations > 0)
+                return
+            except TimeoutError:
+                continue
+
+    async def stop(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            await self._process.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        rewritten: dict[str, int] = {}  # chain -> endpoints its added rules reach, in this transaction
+        async for raw in self._process.stdout:
+            line = raw.decode(errors="replace")
+            if line.startswith("# new generation"):
+                now = time.monotonic()
+                for chain, count in rewritten.items():
+                    self.commits.setdefault(chain, []).append((count, now))
+                rewritten = {}
+                self.generations += 1
+                async with self._committed:
+                    self._committed.notify_all()
+            elif line.startswith("add rule "):
+                chain = line.split()[4].strip('"')  # add rule <family> <table> <chain> …
+                rewritten[chain] = rewritten.get(chain, 0) + endpoints_in_rule(line)
+
+    async def live_after(self, chain: str, expect: int, written: float, limit_seconds: float = 10.0) -> float:
+        """Seconds from `written` until a transaction committed `chain` balancing over `expect` endpoints."""
+        def seen() -> float | None:
+            return next((t - written for count, t in self.commits.get(chain, []) if t >= written
+                         and count == expect), None)
+        try:
+            async with asyncio.timeout(limit_seconds), self._committed:
+                await self._committed.wait_for(lambda: seen() is not None)
+        except TimeoutError:
+            raise BenchError(f"change not live on {self.node.netns_name} within {limit_seconds} s") from None
+        latency = seen()
+        assert latency is not None
+        return latency
+
+
+def one_chain_rewrite(mode: str, chain: str, endpoints: int) -> tuple[list[str], str]:
+    """The command and input that rewrite `chain` alone to balance over `endpoints` (dummy) endpoints."""
     if mode == "iptables":
-        chain = iptables.service_chain(port)
-        return (await run_async(node, "iptables", "-w", "-t", "nat", "-S", chain)).count("-j AIOKUBE-SEP-")
-    listing = await nft_async(node, "list", "chain", "ip", "aiokube", service_chain(port))
-    return 2 if "mod 2" in listing else 1 if "mod 1" in listing else 0
+        port = service_ports([service(0)], [endpoint_slice(0)])[0]
+        target = iptables.endpoint_chain(port, port.endpoints[0])
+        rules = "".join(f"-A {chain} -j {target}\n" for _ in range(endpoints))
+        return ["iptables-restore", "-w", "--noflush"], f"*nat\n:{chain} - [0:0]\n{rules}COMMIT\n"
+    return ["nft", "-f", "-"], (f"flush chain ip aiokube {chain}\n"
+                                f"add rule ip aiokube {chain} numgen random mod {endpoints} vmap {{ 0 : drop }}\n")
 
 
-async def live_after(node: netns.NodeNetwork, mode: str, i: int, expect: int, written: float) -> float:
-    """Seconds from `written` until Service s{i} on `node` balances over `expect` endpoints."""
-    while await endpoint_count(node, mode, i) != expect:
-        if time.monotonic() - written > 10:
-            raise SystemExit(f"change not live on {node.netns_name} within 10 s")
-        # One poll costs ~80 ms of CPU with 1,000 Services; N pollers back to back would starve the N proxies
-        # being measured on a small machine, so leave the CPU to them between polls.
-        await asyncio.sleep(POLL_PAUSE)
-    return time.monotonic() - written
+async def raw_anchor(mode: str, node: netns.NodeNetwork, watcher: CommitWatcher) -> tuple[list[float], list[float]]:
+    """ms until one direct rewrite of one Service chain returns, and until the monitor reports its commit: the
+    floor under the proxy's figures (the proxy will put the chain back at its next full resync)."""
+    chain = balancing_chain(mode, 0)
+    raw_write, raw_seen = [], []
+    for n in range(10):
+        argv, script = one_chain_rewrite(mode, chain, n + 3)
+        started = time.monotonic()
+        await run_async(node, *argv, stdin=script)
+        raw_write.append((time.monotonic() - started) * 1000)
+        raw_seen.append(await watcher.live_after(chain, n + 3, started) * 1000)
+    return raw_write, raw_seen
 
 
 async def create_all(api: httpx.AsyncClient, count: int) -> None:
@@ -137,15 +230,18 @@ async def measure(server: str, nodes: list[netns.NodeNetwork], count: int, chang
             cwd=REPO, stderr=log)
             for node in nodes]
         node = nodes[0]
+        watchers = [CommitWatcher(each) for each in nodes]
         try:
             started = time.monotonic()
             for each in nodes:
                 while await programmed(each, mode) < count:
                     if time.monotonic() - started > 180:
-                        raise SystemExit(f"the proxy of {each.netns_name} did not program every Service in 180 s")
+                        raise BenchError(f"the proxy of {each.netns_name} did not program every Service in 180 s")
                     await asyncio.sleep(0.1)
             print(f"initial   {time.monotonic() - started:.2f} s until all {count} Services were programmed "
                   f"on all {len(nodes)} nodes")
+            for watcher in watchers:
+                await watcher.start()
             every_node, single_node = [], []
             for n in range(changes):
                 i = (n * 37) % count
@@ -153,30 +249,26 @@ async def measure(server: str, nodes: list[netns.NodeNetwork], count: int, chang
                 now_ready = not body["endpoints"][1]["conditions"]["ready"]
                 body["endpoints"][1]["conditions"]["ready"] = now_ready
                 expect = 2 if now_ready else 1
-                (await api.put(f"{SLICES}/s{i}-1", json=body)).raise_for_status()
+                # Timed from before the write: a proxy may see the watch event before the PUT's response arrives.
                 written = time.monotonic()
-                per_node = await asyncio.gather(*(live_after(each, mode, i, expect, written) for each in nodes))
+                (await api.put(f"{SLICES}/s{i}-1", json=body)).raise_for_status()
+                chain = balancing_chain(mode, i)
+                async with asyncio.TaskGroup() as waits:  # the first failure cancels the other waits
+                    tasks = [waits.create_task(w.live_after(chain, expect, written)) for w in watchers]
+                per_node = [task.result() for task in tasks]
                 single_node += [seconds * 1000 for seconds in per_node]
                 every_node.append(max(per_node) * 1000)
             for label, latencies in (("every node", every_node), ("one node", single_node)):
                 print(f"change    {label}: p50 {statistics.median(latencies):.0f} ms  "
                       f"p90 {percentile(latencies, 0.9):.0f} ms  max {max(latencies):.0f} ms  "
                       f"over {changes} EndpointSlice changes x {len(nodes)} nodes")
-            if mode == "iptables":
-                return  # the raw anchor below is nft's
-            chain = service_chain(service_ports([service(0)], [endpoint_slice(0)])[0])
-            raw_write, raw_poll = [], []
-            for _ in range(10):
-                t = time.monotonic()
-                nft(node, "-f", "-", stdin=f"flush chain ip aiokube {chain}\n"
-                                           f"add rule ip aiokube {chain} meta l4proto tcp dnat to 10.244.1.1:8080\n")
-                raw_write.append((time.monotonic() - t) * 1000)
-                t = time.monotonic()
-                nft(node, "list", "chain", "ip", "aiokube", chain)
-                raw_poll.append((time.monotonic() - t) * 1000)
-            print(f"raw       nft -f of one chain p50 {statistics.median(raw_write):.1f} ms; "
-                  f"one nft list chain poll p50 {statistics.median(raw_poll):.1f} ms")
+            raw_write, raw_seen = await raw_anchor(mode, node, watchers[0])
+            tool = "iptables-restore" if mode == "iptables" else "nft -f"
+            print(f"raw       {tool} of one chain returns after p50 {statistics.median(raw_write):.1f} ms; the "
+                  f"monitor reports its commit p50 {statistics.median(raw_seen):.1f} ms after it started")
         finally:
+            for watcher in watchers:
+                await watcher.stop()
             for proxy in proxies:
                 proxy.terminate()
                 await proxy.wait()
@@ -202,8 +294,11 @@ def main() -> None:
     try:
         nodes = [netns.create_node_network(cluster_id, index) for index in range(1, args.nodes + 1)]
         with running_apiserver(etcd.url, f"/bench-{cluster_id}") as server:
-            asyncio.run(measure(server, nodes, args.services, args.changes, workdir, args.proxy_log,
-                                args.proxy_mode))
+            try:
+                asyncio.run(measure(server, nodes, args.services, args.changes, workdir, args.proxy_log,
+                                    args.proxy_mode))
+            except* BenchError as errors:
+                raise SystemExit("; ".join(str(error) for error in errors.exceptions)) from None
     finally:
         netns.delete_cluster_network(cluster_id)
         etcd.stop()

@@ -4,7 +4,8 @@
 `--proxy-mode auto` (the default) uses nftables, falling back to iptables when nft is unusable here.
 
 `--netns-exec PATH` runs nft/ip inside that network namespace (the node's) while this process stays where it
-can reach the API server. `--cleanup` removes the table and the routes this proxy added, then exits. On SIGTERM
+can reach the API server. `--cleanup` removes the nftables table, the AIOKUBE- iptables chains (of iptables-nft
+and iptables-legacy alike) and the routes this proxy added, then exits. On SIGTERM
 the rules stay (like kube-proxy) unless `--cleanup-on-exit`.
 """
 
@@ -17,7 +18,8 @@ import signal
 import sys
 
 from aiokube.client import ApiClient
-from proxy.commands import CommandRunner
+from proxy.commands import CommandError, CommandRunner
+from proxy.iptables import PREFIX
 from proxy.iptables_applier import IptablesApplier, IptablesUnavailableError
 from proxy.nft_applier import NftApplier, NftUnavailableError
 from proxy.proxier import DEFAULT_DEBOUNCE, Proxier
@@ -32,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--node-name", default="", help="this node's Node name")
     parser.add_argument("--netns-exec", default="none",
                         help="network namespace path to program (nsenter --net=PATH), or 'none' for this one")
-    parser.add_argument("--cleanup", action="store_true", help="remove the aiokube table and routes, then exit")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove every rule (nftables and iptables) and route this proxy owns, then exit")
     parser.add_argument("--cleanup-on-exit", action="store_true", help="remove the rules on SIGTERM")
     parser.add_argument("--no-routes", action="store_true", help="do not manage host-gw routes to other nodes")
     parser.add_argument("--proxy-mode", choices=("auto", "nftables", "iptables"), default="auto",
@@ -45,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def cleanup(runner: CommandRunner, iptables_binary: str = "iptables") -> None:
-    """Remove whatever either backend left (a node may have switched modes), then the routes."""
+    """Remove whatever any backend left (a node may have switched modes), then the routes."""
     nft = NftApplier(runner)
     try:
         await nft.check_usable()
@@ -53,13 +56,15 @@ async def cleanup(runner: CommandRunner, iptables_binary: str = "iptables") -> N
         pass
     else:
         await nft.cleanup()
-    iptables = IptablesApplier(runner, iptables_binary)
-    try:
-        await iptables.check_usable()
-    except IptablesUnavailableError:
-        pass
-    else:
-        await iptables.cleanup()
+    # Both iptables backends are looked at: a node may have run with either. Only a backend whose rules mention
+    # our chains is cleaned (a bare `-save` lists existing tables without creating any).
+    for binary in dict.fromkeys((iptables_binary, "iptables-nft", "iptables-legacy")):
+        try:
+            ours = PREFIX in await runner.run([f"{binary}-save"])
+        except (CommandError, FileNotFoundError):
+            continue
+        if ours:
+            await IptablesApplier(runner, binary).cleanup()
     await RouteSyncer(runner).cleanup()
 
 

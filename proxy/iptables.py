@@ -10,7 +10,8 @@ so nothing of the host's is touched and `--cleanup` finds them all):
          AIOKUBE-SVC-…     ClientIP affinity (`-m recent --rcheck`) first, then `-m statistic --mode random
                            --probability 1/(n-i)` over the endpoints, the last one unconditional
          AIOKUBE-EXT-…     NodePort entry: mark for masquerade (externalTrafficPolicy Cluster) then balance, or
-                           balance over this node's endpoints only (Local, source IP kept)
+                           balance over this node's endpoints only (Local, source IP kept; the node's own
+                           traffic, `--src-type LOCAL`, short-circuits to the SVC chain)
          AIOKUBE-SEP-…     one per endpoint: hairpin mark, `-m recent --set` (affinity), DNAT
          POSTROUTING -> AIOKUBE-POSTROUTING: masquerade packets marked 0x4000
     filter INPUT/FORWARD/OUTPUT -> AIOKUBE-SERVICES: REJECT (or DROP for a traffic policy Local without a local
@@ -18,11 +19,16 @@ so nothing of the host's is touched and `--cleanup` finds them all):
 
 The jumps from the built-in chains are not part of the restore text (they would be duplicated by every
 --noflush restore); `IptablesApplier` ensures them once with `-C`/`-I`.
+
+Incremental writes: `render_diff(new, old)` names only the chains whose rules differ from the last write (a
+chain not named in a `--noflush` restore is left exactly as it is, counters included), so one changed Service
+rewrites its own SVC/EXT/SEP chains, plus AIOKUBE-SERVICES/NODEPORTS only when its entry there changed.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,6 +67,7 @@ class IptablesRules:
     filter: dict[str, list[str]] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # chain names are asked for many times per sync
 def _hash(*parts: object) -> str:
     # 16 base32 characters keep "AIOKUBE-SVC-" + hash at 28, iptables' limit for a chain name.
     digest = hashlib.sha256("\0".join(str(p) for p in parts).encode()).digest()
@@ -112,39 +119,73 @@ def _endpoint_rules(port: ServicePort, endpoint: Endpoint) -> list[str]:
     return rules
 
 
+@dataclass(frozen=True)
+class _PortRules:
+    """What one Service port contributes: its own chains, and its lines in the shared chains."""
+
+    chains: tuple[tuple[str, tuple[str, ...]], ...]  # nat chains owned by this port
+    services: tuple[str, ...]  # lines of nat AIOKUBE-SERVICES
+    node_ports: tuple[str, ...]  # lines of nat AIOKUBE-NODEPORTS
+    rejects: tuple[str, ...]  # lines of filter AIOKUBE-SERVICES
+
+
+@functools.lru_cache(maxsize=1 << 14)  # an unchanged Service port (same endpoints) is not rebuilt on each sync
+def _port_rules(port: ServicePort, node_name: str) -> _PortRules:
+    chains: dict[str, list[str]] = {}
+    services: list[str] = []
+    node_ports: list[str] = []
+    rejects: list[str] = []
+    cluster_endpoints = port.usable_endpoints(node_name, local_only=port.internal_local)
+    cluster_match = f"-d {port.cluster_ip}/32 {_match(port)} {port.port}"
+    wanted = set(cluster_endpoints)
+    if cluster_endpoints:
+        services.append(f"{_comment(f'{port.id} cluster IP')} {cluster_match} -j {service_chain(port)}")
+        chains[service_chain(port)] = _balance(port, cluster_endpoints)
+    else:
+        # internalTrafficPolicy Local without a local endpoint drops; no endpoint at all is refused.
+        verdict = "DROP" if port.internal_local and port.endpoints else "REJECT"
+        rejects.append(f"{_comment(f'{port.id} has no endpoints')} {cluster_match} -j {verdict}")
+    if port.node_port is not None:
+        node_match = f"{_match(port)} {port.node_port}"
+        external_endpoints = port.usable_endpoints(node_name, local_only=port.external_local)
+        # externalTrafficPolicy Local: the node's own traffic is not external; like kube-proxy, it goes to any
+        # endpoint through the ClusterIP chain, masqueraded so the reply comes back through this node.
+        short_circuit = [f"-m addrtype --src-type LOCAL -j {MARK_MASQ}",
+                         f"-m addrtype --src-type LOCAL -j {service_chain(port)}"] \
+            if port.external_local and cluster_endpoints else []
+        if external_endpoints or short_circuit:
+            rules = short_circuit if port.external_local else [f"-j {MARK_MASQ}"]
+            node_ports.append(f"{_comment(f'{port.id} node port')} {node_match} -j {external_chain(port)}")
+            chains[external_chain(port)] = rules + (_balance(port, external_endpoints) if external_endpoints else [])
+            wanted |= set(external_endpoints)
+        if not external_endpoints:
+            # externalTrafficPolicy Local on a node without a local endpoint drops: never a hop to a remote pod.
+            # (Filter runs after nat: the node's own traffic was DNATed by then and no longer matches.)
+            verdict = "DROP" if port.external_local and port.endpoints else "REJECT"
+            rejects.append(f"{_comment(f'{port.id} has no endpoints')} -m addrtype --dst-type LOCAL "
+                           f"{node_match} -j {verdict}")
+    for endpoint in sorted(wanted, key=lambda e: (e.ip, e.port)):
+        chains[endpoint_chain(port, endpoint)] = _endpoint_rules(port, endpoint)
+    return _PortRules(tuple((name, tuple(rules)) for name, rules in chains.items()),
+                      tuple(services), tuple(node_ports), tuple(rejects))
+
+
 def build_iptables(ports: Iterable[ServicePort], node_name: str) -> IptablesRules:
-    """All of our chains for this node."""
+    """All of our chains for this node. Ports are taken in id order, so the shared chains' rule order (and
+    therefore whether they changed) does not depend on the order the caches list Services in."""
     nat: dict[str, list[str]] = {SERVICES: [], NODEPORTS: [],
                                  MARK_MASQ: [f"-j MARK --or-mark {MASQ_MARK}"],
                                  POSTROUTING: [f"-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
                                                f"-j MARK --xor-mark {MASQ_MARK}",
                                                "-j MASQUERADE --random-fully"]}
     filter_services: list[str] = []
-    for port in ports:
-        cluster_endpoints = port.usable_endpoints(node_name, local_only=port.internal_local)
-        cluster_match = f"-d {port.cluster_ip}/32 {_match(port)} {port.port}"
-        wanted = set(cluster_endpoints)
-        if cluster_endpoints:
-            nat[SERVICES].append(f"{_comment(f'{port.id} cluster IP')} {cluster_match} -j {service_chain(port)}")
-            nat[service_chain(port)] = _balance(port, cluster_endpoints)
-        else:
-            # internalTrafficPolicy Local without a local endpoint drops; no endpoint at all is refused.
-            verdict = "DROP" if port.internal_local and port.endpoints else "REJECT"
-            filter_services.append(f"{_comment(f'{port.id} has no endpoints')} {cluster_match} -j {verdict}")
-        if port.node_port is not None:
-            node_match = f"{_match(port)} {port.node_port}"
-            external_endpoints = port.usable_endpoints(node_name, local_only=port.external_local)
-            if external_endpoints:
-                masquerade = [] if port.external_local else [f"-j {MARK_MASQ}"]
-                nat[NODEPORTS].append(f"{_comment(f'{port.id} node port')} {node_match} -j {external_chain(port)}")
-                nat[external_chain(port)] = masquerade + _balance(port, external_endpoints)
-                wanted |= set(external_endpoints)
-            else:
-                verdict = "DROP" if port.external_local and port.endpoints else "REJECT"
-                filter_services.append(f"{_comment(f'{port.id} has no endpoints')} -m addrtype --dst-type LOCAL "
-                                       f"{node_match} -j {verdict}")
-        for endpoint in sorted(wanted, key=lambda e: (e.ip, e.port)):
-            nat[endpoint_chain(port, endpoint)] = _endpoint_rules(port, endpoint)
+    for port in sorted(ports, key=lambda p: p.id):
+        rules = _port_rules(port, node_name)
+        nat[SERVICES] += rules.services
+        nat[NODEPORTS] += rules.node_ports
+        filter_services += rules.rejects
+        for name, chain_rules in rules.chains:
+            nat[name] = list(chain_rules)
     # Node ports last: only for local destinations, and never loopback (no route_localnet needed).
     nat[SERVICES].append(f"{_comment('node ports')} -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j {NODEPORTS}")
     return IptablesRules(nat=nat, filter={SERVICES: filter_services})
@@ -173,6 +214,29 @@ def render_restore(rules: IptablesRules, existing_nat: Iterable[str] = (),
 def render_cleanup(existing_nat: Iterable[str], existing_filter: Iterable[str]) -> str:
     """Remove every chain of ours (the jumps to them must be gone first)."""
     return render_restore(IptablesRules(), existing_nat, existing_filter)
+
+
+def _diff_table(name: str, new: dict[str, list[str]], old: dict[str, list[str]]) -> list[str]:
+    changed = [chain for chain, rules in new.items() if old.get(chain) != rules]
+    removed = sorted(set(old) - set(new))
+    if not changed and not removed:
+        return []
+    lines = [f"*{name}"]
+    # Declaring creates a new chain or flushes a changed one; removed ones are flushed, then deleted after
+    # the chains that jumped to them (all changed, so all rewritten here) no longer do.
+    lines += [f":{chain} - [0:0]" for chain in [*changed, *removed]]
+    for chain in changed:
+        lines += [f"-A {chain} {rule}" for rule in new[chain]]
+    lines += [f"-X {chain}" for chain in removed]
+    lines.append("COMMIT")
+    return lines
+
+
+def render_diff(new: IptablesRules, old: IptablesRules) -> str:
+    """One `iptables-restore --noflush` transaction from `old` (what our chains hold, as last written) to `new`,
+    naming only the chains that differ; "" when nothing does."""
+    lines = _diff_table("filter", new.filter, old.filter) + _diff_table("nat", new.nat, old.nat)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def chains_in_save(save_output: str) -> set[str]:

@@ -1,5 +1,9 @@
-"""Applying the iptables fallback: ensure the jumps from the built-in chains, then write all our chains in one
-`iptables-restore --noflush` transaction (atomic per table; the host's own rules are never flushed).
+"""Applying the iptables fallback: write our chains in one `iptables-restore --noflush` transaction (atomic per
+table; the host's own rules are never flushed), then ensure the jumps from the built-in chains.
+
+The first write (and every `full` resync, and the one after a failure) rewrites all our chains and deletes
+stale ones found by `iptables-save`; every other write sends only the chains that changed since the last
+successful one (`render_diff`), so an endpoint change costs one Service's chains, not the whole node's.
 
 `binary` picks the backend: "iptables" (whatever the host's alternative is) or "iptables-legacy"/"iptables-nft".
 """
@@ -7,7 +11,16 @@
 from __future__ import annotations
 
 from proxy.commands import CommandError, CommandRunner
-from proxy.iptables import JUMPS, build_iptables, chains_in_save, jump_rule, render_cleanup, render_restore
+from proxy.iptables import (
+    JUMPS,
+    IptablesRules,
+    build_iptables,
+    chains_in_save,
+    jump_rule,
+    render_cleanup,
+    render_diff,
+    render_restore,
+)
 from proxy.model import ServicePort
 
 
@@ -20,8 +33,9 @@ class IptablesApplier:
         self._runner = runner
         self._binary = binary
         self._jumps_ensured = False
-        # Our chains per table after the last successful write (None: unknown, read them back first).
-        self._written: tuple[set[str], set[str]] | None = None
+        # What our chains hold after the last successful write (None: unknown, rewrite them all next time).
+        self._applied: IptablesRules | None = None
+        self.last_script = ""  # the last restore text sent (for tests and the verbose log)
 
     def _tool(self, suffix: str = "") -> str:
         # iptables-legacy -> iptables-legacy-save / -restore; iptables -> iptables-save / -restore.
@@ -50,19 +64,22 @@ class IptablesApplier:
         return True
 
     async def apply_ports(self, ports: list[ServicePort], node_name: str, *, full: bool = False) -> None:
-        """Rewrite all our chains from `ports` (every chain each time: the fallback favours simplicity over
-        speed). Which stale chains to delete comes from our last write, or from `iptables-save` when `full` or
-        unknown. Our chains must exist before the jumps to them, so the restore runs first on a fresh node."""
+        """Make our chains match `ports`: only the changed chains, or all of them when `full` or when what the
+        kernel holds is unknown. Our chains must exist before the jumps to them, so the restore runs first on
+        a fresh node."""
         rules = build_iptables(ports, node_name)
-        if full or self._written is None:
-            self._written = (await self._existing("nat"), await self._existing("filter"))
-        script = render_restore(rules, *self._written)
-        try:
-            await self._runner.run([self._tool("-restore"), "-w", "--noflush"], stdin=script)
-        except CommandError:
-            self._written = None
-            raise
-        self._written = (set(rules.nat), set(rules.filter))
+        if full or self._applied is None:
+            script = render_restore(rules, await self._existing("nat"), await self._existing("filter"))
+        else:
+            script = render_diff(rules, self._applied)
+        self.last_script = script
+        if script:
+            try:
+                await self._runner.run([self._tool("-restore"), "-w", "--noflush"], stdin=script)
+            except CommandError:
+                self._applied = None  # the chains may differ from what we believe: rewrite them all next time
+                raise
+        self._applied = rules
         if full or not self._jumps_ensured:
             await self._ensure_jumps()
             self._jumps_ensured = True
@@ -78,4 +95,4 @@ class IptablesApplier:
             await self._runner.run([self._tool("-restore"), "-w", "--noflush"],
                                    stdin=render_cleanup(nat, filter_))
         self._jumps_ensured = False
-        self._written = None
+        self._applied = None

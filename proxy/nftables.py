@@ -7,10 +7,11 @@ Everything lives in one table, `ip aiokube`:
                                              local destinations `l4proto . dport vmap @service-nodeports`
     svc-…     one per Service port: ClientIP affinity checks, then `numgen random mod N vmap` over endpoints
     ext-…     NodePort entry: marks for masquerade (externalTrafficPolicy Cluster) or balances over this node's
-              endpoints only (Local, source IP kept)
+              endpoints only (Local, source IP kept; the node's own traffic short-circuits to the svc- chain)
     ep-…      one per endpoint: hairpin mark when the endpoint talks to itself, affinity `update`, DNAT
     nat-postrouting -> masquerading: masquerade packets marked 0x4000
-    filter-input/forward/output -> service-endpoints-check: REJECT traffic to Services without endpoints
+    filter-input/forward/output -> service-endpoints-check: REJECT traffic to Services without endpoints; on
+              input/forward also nodeport-endpoints-check (REJECT, or DROP for externalTrafficPolicy Local)
     aff-…     dynamic sets with timeout, one per endpoint of a ClientIP-affinity Service
 
 A sync re-declares everything (`add` is idempotent), flushes the maps and chains it writes, and deletes the
@@ -54,13 +55,15 @@ STATIC_RULES: dict[str, list[str]] = {
     "nat-prerouting": ["jump services"],
     "nat-output": ["jump services"],
     "nat-postrouting": ["jump masquerading"],
-    "filter-input": ["ct state new jump service-endpoints-check"],
-    "filter-forward": ["ct state new jump service-endpoints-check"],
+    # Node ports are checked on the way in only, never in output: a node's own traffic to its NodePort is
+    # DNATed by nat-output (which runs after this priority) even when external traffic would be dropped.
+    "filter-input": ["ct state new jump service-endpoints-check", "ct state new jump nodeport-endpoints-check"],
+    "filter-forward": ["ct state new jump service-endpoints-check", "ct state new jump nodeport-endpoints-check"],
     "filter-output": ["ct state new jump service-endpoints-check"],
     "services": ["ip daddr . meta l4proto . th dport vmap @service-ips",
                  f"{LOCAL_DESTINATION} meta l4proto . th dport vmap @service-nodeports"],
-    "service-endpoints-check": ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
-                                f"{LOCAL_DESTINATION} meta l4proto . th dport vmap @no-endpoint-nodeports"],
+    "service-endpoints-check": ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services"],
+    "nodeport-endpoints-check": [f"{LOCAL_DESTINATION} meta l4proto . th dport vmap @no-endpoint-nodeports"],
     "mark-for-masquerade": [f"meta mark set meta mark | {MASQ_MARK}"],
     "masquerading": [f"meta mark & {MASQ_MARK} == 0 return",
                      f"meta mark set meta mark ^ {MASQ_MARK}",
@@ -144,12 +147,19 @@ def _port_rules(port: ServicePort, node_name: str) -> _PortRules:
     if port.node_port is not None:
         node_port_key = f"{port.protocol} . {port.node_port}"
         external_endpoints = port.usable_endpoints(node_name, local_only=port.external_local)
-        if external_endpoints:
-            rules = [] if port.external_local else ["jump mark-for-masquerade"]
-            chains[external_chain(port)] = rules + _balance(port, external_endpoints)
+        # externalTrafficPolicy Local: the node's own traffic is not external; like kube-proxy, it goes to any
+        # endpoint through the ClusterIP chain, masqueraded so the reply comes back through this node.
+        short_circuit = ["fib saddr type local jump mark-for-masquerade",
+                         f"fib saddr type local goto {service_chain(port)}"] \
+            if port.external_local and cluster_endpoints else []
+        if external_endpoints or short_circuit:
+            rules = short_circuit if port.external_local else ["jump mark-for-masquerade"]
+            chains[external_chain(port)] = rules + (_balance(port, external_endpoints) if external_endpoints else [])
             elements.append(("service-nodeports", f"{node_port_key} : goto {external_chain(port)}"))
             wanted |= set(external_endpoints)
-        else:
+        if not external_endpoints:
+            # Local without a local endpoint drops external traffic (checked on input, after nat-prerouting
+            # left it un-DNATed); no endpoint at all is refused.
             verdict = "drop" if port.external_local and port.endpoints else "goto reject-chain"
             elements.append(("no-endpoint-nodeports", f"{node_port_key} : {verdict}"))
     for endpoint in sorted(wanted, key=lambda e: (e.ip, e.port)):

@@ -1,9 +1,10 @@
 """Proxier: keeps this node's nftables table (or the iptables fallback's chains) and host-gw routes in line
 with Services, EndpointSlices and Nodes.
 
-Informer handlers only mark the state dirty; one sync loop rebuilds the whole table from the caches (level-
-triggered, like a reconcile) at most every `debounce` seconds, so a burst of EndpointSlice updates becomes one
-nft transaction. A periodic resync repairs anything changed behind the proxy's back.
+Informer handlers only mark the state dirty; one sync loop computes the whole desired state from the caches
+(level-triggered, like a reconcile) at most every `debounce` seconds, so a burst of EndpointSlice updates becomes
+one transaction (`nft -f` or `iptables-restore`), which the backend limits to what changed since its last write.
+A periodic full resync repairs anything changed behind the proxy's back.
 """
 
 from __future__ import annotations

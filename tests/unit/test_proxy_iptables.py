@@ -25,6 +25,7 @@ from proxy.iptables import (
     endpoint_chain,
     external_chain,
     render_cleanup,
+    render_diff,
     render_restore,
     service_chain,
 )
@@ -78,10 +79,16 @@ def test_node_port_policies_and_services_without_endpoints() -> None:
     rules = build_iptables(service_ports(services, slices), "n1")
     cluster_ext = rules.nat[external_chain(cluster)]
     assert cluster_ext[0] == "-j AIOKUBE-MARK-MASQ" and len(cluster_ext) == 3  # masquerade, then both endpoints
+    # Local: the node's own traffic (source address local) short-circuits to every endpoint, masqueraded;
+    # external sources keep their address and reach the local endpoint only.
     local_ext = rules.nat[external_chain(local)]
-    assert "MARK-MASQ" not in " ".join(local_ext) and len(local_ext) == 1  # source kept, local endpoint only
-    assert "10.244.1.6" in local_ext[0]
-    assert external_chain(remote_only) not in rules.nat
+    assert local_ext[:2] == ["-m addrtype --src-type LOCAL -j AIOKUBE-MARK-MASQ",
+                             f"-m addrtype --src-type LOCAL -j {service_chain(local)}"]
+    assert len(local_ext) == 3 and "10.244.1.6" in local_ext[2] and "MARK-MASQ" not in local_ext[2]
+    # No local endpoint: only the short circuit; external traffic falls through to the filter DROP.
+    assert rules.nat[external_chain(remote_only)] == [
+        "-m addrtype --src-type LOCAL -j AIOKUBE-MARK-MASQ",
+        f"-m addrtype --src-type LOCAL -j {service_chain(remote_only)}"]
     rejects = rules.filter[SERVICES]
     assert any("--dport 30082 -j DROP" in r and "--dst-type LOCAL" in r for r in rejects)
     assert any("-d 10.96.0.33/32" in r and r.endswith("-j REJECT") for r in rejects)
@@ -99,15 +106,74 @@ def test_restore_text_deletes_stale_chains_and_cleanup_removes_all() -> None:
     assert chains_in_save(":PREROUTING ACCEPT [0:0]\n:AIOKUBE-SEP-A - [0:0]\n-A X\n") == {"AIOKUBE-SEP-A"}
 
 
+def test_diff_rewrites_only_the_chains_of_changed_services() -> None:
+    services = [svc(), svc("stays", ip="10.96.0.23"), svc("gone", ip="10.96.0.22")]
+    slices = [slice_("web", ep("10.244.1.5"), ep("10.244.2.5")), slice_("stays", ep("10.244.1.10")),
+              slice_("gone", ep("10.244.1.9"))]
+    old = build_iptables(service_ports(services, slices), "n1")
+    changed = [slice_("web", ep("10.244.1.5"), ep("10.244.2.5", ready=False)), *slices[1:]]
+    _, stays, web = service_ports(services, changed)  # sorted by id: gone, stays, web
+    # Same Services in another order: the shared chains come out identical, so nothing at all is written.
+    assert render_diff(build_iptables(service_ports(services[::-1], slices[::-1]), "n1"), old) == ""
+
+    text = render_diff(build_iptables(service_ports(services, changed), "n1"), old)
+    lines = text.splitlines()
+    assert lines == ["*nat", f":{service_chain(web)} - [0:0]", f":{endpoint_chain(web, web.endpoints[1])} - [0:0]",
+                     *[line for line in lines if line.startswith(f"-A {service_chain(web)} ")],
+                     f"-X {endpoint_chain(web, web.endpoints[1])}", "COMMIT"]
+    assert len([line for line in lines if line.startswith("-A ")]) == 1  # one endpoint left, unconditional
+    assert service_chain(stays) not in text and SERVICES not in text  # its entry in the portal chain is unchanged
+
+    # A removed Service: its line leaves AIOKUBE-SERVICES (rewritten), its chains are flushed then deleted.
+    without = build_iptables(service_ports(services[:2], changed), "n1")
+    text = render_diff(without, build_iptables(service_ports(services, changed), "n1"))
+    assert f":{SERVICES} - [0:0]" in text and "10.96.0.22" not in text
+    assert text.count("\n-X AIOKUBE-") == 2  # its SVC and SEP chains
+    assert f":{service_chain(stays)} " not in text and f"-A {service_chain(stays)} " not in text
+    assert text.index("-X ") > text.index(f"-A {SERVICES} ")  # deleted only after nothing jumps there
+
+
+@dataclass(frozen=True)
+class RestoreRecorder(CommandRunner):
+    """A host whose iptables accepts everything; keeps the restore transactions it was sent."""
+
+    scripts: list[str] = field(default_factory=list)
+
+    async def run(self, argv: list[str], stdin: str | None = None, *, check: bool = True) -> str:
+        if argv[0].endswith("-restore"):
+            self.scripts.append(stdin or "")
+        if argv[0].endswith("-save"):
+            return ":AIOKUBE-SVC-LEFTOVER - [0:0]\n" if "nat" in argv else ""
+        return ""
+
+
+async def test_applier_writes_everything_first_then_only_differences() -> None:
+    recorder = RestoreRecorder()
+    applier = IptablesApplier(recorder, "iptables-legacy")
+    slices = [slice_("web", ep("10.244.1.5"), ep("10.244.2.5"))]
+    await applier.apply_ports(service_ports([svc()], slices), "n1")
+    assert "-X AIOKUBE-SVC-LEFTOVER" in recorder.scripts[0]  # first write: full, stale chains from the kernel
+    await applier.apply_ports(service_ports([svc()], slices), "n1")
+    assert len(recorder.scripts) == 1  # no change, no restore run
+    slices[0]["endpoints"].append(ep("10.244.3.5"))
+    await applier.apply_ports(service_ports([svc()], slices), "n1")
+    assert SERVICES not in recorder.scripts[1] and "--probability 0.3333333333" in recorder.scripts[1]
+    await applier.apply_ports(service_ports([svc()], slices), "n1", full=True)  # periodic repair: everything
+    assert f":{SERVICES} - [0:0]" in recorder.scripts[2] and "AIOKUBE-POSTROUTING" in recorder.scripts[2]
+
+
 # Runs inside `unshare -n`: a private loopback plus a veth holding two "pod" addresses, listeners
 # that answer with their own address and the peer they saw, the real applier, real connections, cleanup.
 KERNEL_SCRIPT = textwrap.dedent("""
     import asyncio, json, socket, subprocess, sys, threading
+    from proxy.__main__ import cleanup
     from proxy.commands import CommandRunner
+    from proxy.iptables import service_chain
     from proxy.iptables_applier import IptablesApplier
     from proxy.model import service_ports
 
-    binary, services, slices = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    binary, services, slices, changed = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), \
+        json.loads(sys.argv[4])
     for cmd in ("ip link set lo up", "ip link add v0 type veth peer name v1", "ip link set v0 up",
                 "ip link set v1 up", "ip addr add 10.0.0.1/24 dev v0", "ip addr add 10.0.0.2/24 dev v0",
                 "ip route add 10.96.0.0/12 dev v0"):
@@ -142,10 +208,25 @@ KERNEL_SCRIPT = textwrap.dedent("""
             result["empty"] = "answered"
         except ConnectionRefusedError:
             result["empty"] = "refused"
+
+        # Incremental: web loses an endpoint; sticky's chains are not in the restore text and keep their
+        # packet counters (a chain named in a restore would be flushed, counters and all).
+        sticky_chain = service_chain(service_ports(services, slices)[1])
+        def sticky_packets():
+            save = subprocess.run([binary + "-save", "-c", "-t", "nat"], capture_output=True, text=True).stdout
+            return sum(int(line[1:].split(":")[0]) for line in save.splitlines()
+                       if f"-A {sticky_chain} " in line)
+        before = sticky_packets()
+        await applier.apply_ports(service_ports(services, changed), "n1")
+        result["incremental"] = {"sticky_in_script": sticky_chain in applier.last_script,
+                                 "sticky_packets": [before, sticky_packets()],
+                                 "after_change": sorted({ask("10.96.0.20", 80, "10.0.0.1")[0] for _ in range(20)})}
+        await applier.apply_ports(service_ports(services, changed), "n1")
+        result["incremental"]["noop_script"] = applier.last_script
         await applier.apply_ports(service_ports(services[:1], slices), "n1")  # "sticky" removed
         result["svc_chains_left"] = subprocess.run([binary + "-save", "-t", "nat"], capture_output=True,
                                                    text=True).stdout.count(":AIOKUBE-SVC-")
-        await applier.cleanup()
+        await cleanup(CommandRunner(None))  # `--cleanup` with the default binary finds either backend's chains
         result["after_cleanup"] = "".join(
             subprocess.run([binary + "-save", "-t", t], capture_output=True, text=True).stdout
             for t in ("nat", "filter")).count("AIOKUBE")
@@ -162,8 +243,10 @@ def test_rules_dnat_real_traffic_in_a_private_namespace(binary: str) -> None:
     services = [svc(kind="NodePort", ports=[{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]),
                 svc("sticky", ip="10.96.0.21", **AFFINITY), svc("empty", ip="10.96.0.22")]
     slices = [slice_("web", ep("10.0.0.1"), ep("10.0.0.2")), slice_("sticky", ep("10.0.0.1"), ep("10.0.0.2"))]
+    changed = [slice_("web", ep("10.0.0.1"), ep("10.0.0.2", ready=False)), slices[1]]
     result = subprocess.run(["unshare", "-n", sys.executable, "-c", KERNEL_SCRIPT, binary, json.dumps(services),
-                             json.dumps(slices)], capture_output=True, text=True, timeout=60, cwd=REPO)
+                             json.dumps(slices), json.dumps(changed)], capture_output=True, text=True, timeout=60,
+                            cwd=REPO)
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     assert set(seen["balanced"]) == {"10.0.0.1", "10.0.0.2"}  # both endpoints get traffic (p of miss: 2^-39)
@@ -171,6 +254,12 @@ def test_rules_dnat_real_traffic_in_a_private_namespace(binary: str) -> None:
     assert seen["nodeport"][0] in ("10.0.0.1", "10.0.0.2")
     assert seen["empty"] == "refused"
     assert seen["jumps"] == 2  # PREROUTING and OUTPUT, once each after two syncs
+    incremental = seen["incremental"]
+    assert incremental["after_change"] == ["10.0.0.1"]  # the not-ready endpoint left the rotation
+    assert not incremental["sticky_in_script"]  # the unchanged Service was not rewritten…
+    assert incremental["sticky_packets"][0] >= 15 and \
+        incremental["sticky_packets"][1] == incremental["sticky_packets"][0]  # …so its counters survived
+    assert incremental["noop_script"] == ""  # nothing changed: nothing sent
     assert seen["svc_chains_left"] == 1  # the removed Service's chains were deleted (from the last write)
     assert seen["after_cleanup"] == 0
 

@@ -11,8 +11,12 @@ import pytest
 
 from aiokube.client import ApiClient
 from aiokube.client.fake_api import FakeApiServer
+from proxy.iptables import service_chain
+from proxy.iptables_applier import IptablesApplier
+from proxy.model import service_ports
 from proxy.nftables import Ruleset
 from proxy.proxier import Proxier
+from tests.unit.test_proxy_iptables import RestoreRecorder
 
 
 class RecordingNft:
@@ -83,6 +87,41 @@ async def test_changes_are_batched_and_applied(client: ApiClient) -> None:
         writes = len(nft.writes)
         await wait_for_writes(nft, writes + 1)
         assert service_ips(nft.writes[-1][0]) == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_iptables_fallback_sends_only_the_changed_service_after_the_first_sync(client: ApiClient) -> None:
+    recorder = RestoreRecorder()
+    proxier = Proxier(client, "n1", IptablesApplier(recorder), None, debounce=0.02)
+    for name, ip in (("web", "10.96.0.5"), ("other", "10.96.0.6")):
+        await client.create("services", {"metadata": {"name": name, "namespace": "default"},
+                                          "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]}})
+        await client.create("endpointslices", {
+            "metadata": {"name": f"{name}-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [f"10.244.1.{i}"], "conditions": {"ready": True}} for i in (1, 2)]})
+    task = asyncio.create_task(proxier.run())
+    try:
+        async with asyncio.timeout(5):
+            await proxier.synced.wait()
+        assert "10.96.0.5" in recorder.scripts[0] and "10.96.0.6" in recorder.scripts[0]  # first: everything
+        web = await client.get("endpointslices", "web-1", namespace="default")
+        web["endpoints"][1]["conditions"]["ready"] = False
+        proxier.synced.clear()  # set again by every later sync
+        await client.update("endpointslices", web)
+        async with asyncio.timeout(5):
+            while len(recorder.scripts) < 2:
+                await proxier.synced.wait()
+                proxier.synced.clear()
+        other = service_chain(service_ports(
+            [await client.get("services", "other", namespace="default")],
+            [await client.get("endpointslices", "other-1", namespace="default")])[0])
+        assert other not in recorder.scripts[1] and "AIOKUBE-SVC-" in recorder.scripts[1]
+        assert "-X AIOKUBE-SEP-" in recorder.scripts[1]  # the not-ready endpoint's chain goes
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

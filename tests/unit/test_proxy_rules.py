@@ -95,11 +95,19 @@ def test_node_port_cluster_policy_masquerades_local_policy_keeps_source_and_loca
                           [endpoints])[0]
     ruleset = build_ruleset([local], "n1")
     chain = ruleset.chains[external_chain(local)]
-    assert "mark-for-masquerade" not in " ".join(chain)
-    assert chain == [f"numgen random mod 1 vmap {{ 0 : goto {endpoint_chain(local, local.endpoints[0])} }}"]
+    # External sources: no masquerade, local endpoint only. The node's own traffic (source address local) is
+    # not external: masqueraded and sent to every endpoint through the ClusterIP chain, as kube-proxy does.
+    short_circuit = ["fib saddr type local jump mark-for-masquerade",
+                     f"fib saddr type local goto {service_chain(local)}"]
+    assert chain == [*short_circuit,
+                     f"numgen random mod 1 vmap {{ 0 : goto {endpoint_chain(local, local.endpoints[0])} }}"]
     assert "mod 2" in ruleset.chains[service_chain(local)][-1]  # ClusterIP traffic still uses every endpoint
-    # a node without local endpoints drops NodePort traffic (no masquerade to a remote pod)
-    assert build_ruleset([local], "n3").map_elements["no-endpoint-nodeports"] == ["tcp . 30080 : drop"]
+    # A node without local endpoints drops external NodePort traffic (no masquerade to a remote pod), checked
+    # on input only; its own traffic still takes the short circuit.
+    elsewhere = build_ruleset([local], "n3")
+    assert elsewhere.map_elements["no-endpoint-nodeports"] == ["tcp . 30080 : drop"]
+    assert elsewhere.chains[external_chain(local)] == short_circuit
+    assert "nodeport-endpoints-check" not in " ".join(elsewhere.chains["filter-output"])
 
 
 def test_session_affinity_uses_dynamic_sets_per_endpoint() -> None:
@@ -148,8 +156,10 @@ def test_rendered_transactions_load_into_the_kernel() -> None:
                     sessionAffinityConfig={"clientIP": {"timeoutSeconds": 30}},
                     ports=[{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080},
                            {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]),
-                svc("empty", ip="10.96.0.21")]
-    slices = [slice_("web", ep("10.244.1.5"), ep("10.244.2.5", "n2")),
+                svc("empty", ip="10.96.0.21"),
+                svc("local", kind="NodePort", ip="10.96.0.22", externalTrafficPolicy="Local",
+                    ports=[{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30081}])]
+    slices = [slice_("web", ep("10.244.1.5"), ep("10.244.2.5", "n2")), slice_("local", ep("10.244.2.6", "n2")),
               {**slice_("web", ep("10.244.1.5"), port=5353, port_name="dns", name="web-udp"),
                "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]}]
     first = build_ruleset(service_ports(services, slices), "n1")
