@@ -19,7 +19,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"aiokube up failed: {e}", file=sys.stderr)
         return 1
     print(f"\naiokube is up: API server {state.server}, {len(state.nodes)} node(s).")
-    print(f"  export KUBECONFIG={state.kubeconfig}")
+    print(f"  export KUBECONFIG={state.kubeconfig}    # admin (system:masters) client certificate")
     print("  kubectl get nodes")
     print("  kubectl create deployment web --image=localhost/busybox:latest -- httpd -f -p 8080")
     print(f"logs: {os.path.join(state.data_dir, 'logs')}   stop: aiokube down --data-dir {state.data_dir}")
@@ -38,6 +38,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     import httpx
 
     from aiokube.cluster.state import ClusterState
+    from aiokube.cluster.up import admin_http
 
     state = ClusterState.load(os.path.abspath(args.data_dir))
     if state is None:
@@ -46,8 +47,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for p in state.processes:
         print(f"{p.name:<24} pid {p.pid:<8} {'running' if p.alive() else 'STOPPED'}")
     try:
-        nodes = httpx.get(f"{state.server}/api/v1/nodes", timeout=5).json().get("items", [])
-    except httpx.HTTPError as e:
+        with admin_http(state) as api:  # as the admin of DATA_DIR/kubeconfig, over verified TLS
+            response = api.get("/api/v1/nodes")
+            response.raise_for_status()
+            nodes = response.json().get("items", [])
+    except (httpx.HTTPError, OSError) as e:
         print(f"API server {state.server}: unreachable ({e})")
         return 1
     for node in nodes:

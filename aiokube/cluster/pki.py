@@ -213,10 +213,10 @@ def load_pair(directory: str, name: str) -> CertKey:
     return CertKey(cert, key)
 
 
-def load_or_create_ca(directory: str, name: str = "ca") -> CertKey:
+def load_or_create_ca(directory: str, name: str = "ca", *, common_name: str = "aiokube-ca") -> CertKey:
     """The CA in `directory`, created on first use (an existing cluster keeps its CA across restarts)."""
     if os.path.exists(os.path.join(directory, f"{name}.crt")):
         return load_pair(directory, name)
-    ca = create_ca()
+    ca = create_ca(common_name)
     write_pair(ca, directory, name)
     return ca

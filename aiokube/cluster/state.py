@@ -38,10 +38,12 @@ class ClusterState:
 
     @property
     def server(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        # Always HTTPS: `up` gives every cluster, new or brought back, its PKI (aiokube.cluster.credentials).
+        return f"https://{self.api_host}:{self.api_port}"
 
     @property
     def kubeconfig(self) -> str:
+        """The admin kubeconfig (a system:masters client certificate; see aiokube.cluster.credentials)."""
         return os.path.join(self.data_dir, "kubeconfig")
 
     def save(self) -> None:

@@ -6,10 +6,18 @@ gets its own network namespace (aiokube.cluster.netns) holding its containerd (a
 DNS server, plus a service proxy on the host that programs that namespace. Pod CIDR 10.244.N.0/24 is routed
 host-gw: the proxies route between nodes, `up` routes the host to every node.
 Running `up` again on the same data dir brings the same cluster back with its state (etcd keeps its data).
+
+Secure by default (aiokube.cluster.credentials has the files): the API server serves HTTPS with client
+certificates from the cluster CA, RBAC and the node restriction, so requests without credentials get 401; the
+admin kubeconfig is a system:masters certificate, the controller-manager and the scheduler have their own
+identities, and each node's agent, proxy and DNS server use that node's `system:node:<name>` credential. Node
+agents serve HTTPS with a certificate for their node IP and accept only the API server's kubelet-client
+certificate (from a CA of its own); the API server verifies them against the cluster CA (kubectl logs/exec/top).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.util
@@ -23,7 +31,9 @@ from collections.abc import Callable
 
 import httpx
 
-from aiokube.cluster.kubeconfig import write_kubeconfig
+from aiokube.client import load_kubeconfig
+from aiokube.cluster import pki
+from aiokube.cluster.credentials import ClusterCredentials, write_control_plane_credentials, write_node_credentials
 from aiokube.cluster.netns import ROUTE_PROTO, NodeNetwork, create_node_network
 from aiokube.cluster.process import ManagedProcess, adopt, spawn
 from aiokube.cluster.state import ClusterState, NodeState
@@ -70,14 +80,16 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, process: Managed
     raise UpError(f"{what}: not ready after {timeout:.0f}s" + (f"; see {process.log}" if process else ""))
 
 
-def _http_ok(url: str) -> bool:
-    return httpx.get(url, timeout=2).status_code == 200
+def admin_http(state: ClusterState, timeout: float = 5.0) -> httpx.Client:
+    """A client for the cluster's API server as the admin of its kubeconfig (CA-verified, client certificate)."""
+    config = load_kubeconfig(state.kubeconfig)
+    return httpx.Client(base_url=config.server, verify=config.ssl_context(), timeout=timeout)
 
 
-def _ready_nodes(server: str, since: float = 0.0) -> set[str]:
+def _ready_nodes(api: httpx.Client, since: float = 0.0) -> set[str]:
     """Nodes whose Ready condition is True and was heartbeated at or after `since` (epoch seconds): after a
     restart the stored conditions still say Ready from before, so only a fresh heartbeat counts."""
-    response = httpx.get(f"{server}/api/v1/nodes", timeout=5)
+    response = api.get("/api/v1/nodes")
     response.raise_for_status()
     ready = set()
     for node in response.json().get("items", []):
@@ -134,24 +146,31 @@ def _add_host_route(pod_cidr: str, node_ip: str) -> None:
                    check=True, capture_output=True, timeout=30)
 
 
-def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str], progress: Progress) -> None:
-    """containerd, node agent and DNS inside the node's netns; its service proxy on the host programming it.
+def _node_name(net: NodeNetwork) -> str:
+    return f"node-{net.index}"
+
+
+def _cgroup_prefix(state: ClusterState, net: NodeNetwork) -> str:
+    return f"aiokube-{state.cluster_id}-{_node_name(net)}"
+
+
+def _start_node_runtime(state: ClusterState, net: NodeNetwork, images: dict[str, str], progress: Progress) -> None:
+    """The node's containerd (in its netns) with the local images, and the host's route to its pods: nothing here
+    needs the API server, so it runs while the API server starts.
     Each process is recorded (and saved) as soon as it runs, so a failure later still lets `down` stop it."""
     from aiokube.node.containerd import ContainerdConfig, start_containerd
     from aiokube.node.images import import_all
 
-    name = f"node-{net.index}"
+    name = _node_name(net)
     root = os.path.join(state.data_dir, "nodes", name)
     # The same /24 the agent registers as Node.spec.podCIDR (nodeipam keeps allocations already on a Node), so
     # the CNI config, the Node object, the proxies' routes and the host route all agree.
     pod_cidr = f"10.244.{net.index}.0/24"
-    cgroup_prefix = f"aiokube-{state.cluster_id}-{name}"
-    logs = os.path.join(state.data_dir, "logs")
     os.makedirs(root, exist_ok=True)
     progress(f"starting containerd for {name} ({net.node_ip})")
     # No masquerading: pods keep their source IPs across nodes (host-gw routes).
     containerd = start_containerd(ContainerdConfig(root_dir=os.path.join(root, "containerd"), pod_cidr=pod_cidr,
-                                                   netns=net.netns_path, cgroup_prefix=cgroup_prefix,
+                                                   netns=net.netns_path, cgroup_prefix=_cgroup_prefix(state, net),
                                                    sandbox_image="localhost/pause:3.9", ip_masq=False))
     state.processes.append(adopt(f"containerd-{name}", containerd.pid, ["containerd"], containerd.config.log_path))
     state.nodes.append(NodeState(name, root, containerd.socket, pod_cidr, net.netns_path, net.node_ip))
@@ -159,17 +178,31 @@ def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str], p
     progress(f"importing images (pause, busybox) into {name}")
     import_all(containerd.socket, images)
     _add_host_route(pod_cidr, net.node_ip)
+
+
+def _start_node_agents(state: ClusterState, net: NodeNetwork, ca: pki.CertKey) -> None:
+    """The node agent and DNS inside the node's netns, its service proxy on the host programming it; all three
+    with the node's own credential (system:node:<name>)."""
+    name = _node_name(net)
+    node = next(n for n in state.nodes if n.name == name)
+    creds = ClusterCredentials(state.data_dir)
+    write_node_credentials(creds, ca, server=state.server, node=name, node_ip=net.node_ip)
+    kubeconfig = creds.node_kubeconfig(name)
+    serving_cert, serving_key = creds.node_serving(name)
+    logs = os.path.join(state.data_dir, "logs")
     py = sys.executable
     commands = {
         f"kubelet-{name}": _in_netns(net, [
-            py, "-m", "kubelet", "--kubeconfig", state.kubeconfig, "--node-name", name,
-            "--containerd-socket", containerd.socket, "--root-dir", os.path.join(root, "kubelet"),
-            "--node-ip", net.node_ip, "--pod-cidr", pod_cidr, "--cgroup-prefix", cgroup_prefix,
-            "--cluster-dns", net.node_ip, "--server-port", str(KUBELET_PORT)]),
+            py, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", name,
+            "--containerd-socket", node.containerd_socket, "--root-dir", os.path.join(node.root_dir, "kubelet"),
+            "--node-ip", net.node_ip, "--pod-cidr", node.pod_cidr, "--cgroup-prefix", _cgroup_prefix(state, net),
+            "--cluster-dns", net.node_ip, "--server-port", str(KUBELET_PORT),
+            "--tls-cert-file", serving_cert, "--tls-private-key-file", serving_key,
+            "--client-ca-file", creds.kubelet_client_ca]),
         # The proxy stays in the host netns and programs the node's through nsenter (docs/contracts.md).
-        f"proxy-{name}": [py, "-m", "proxy", "--kubeconfig", state.kubeconfig, "--node-name", name,
+        f"proxy-{name}": [py, "-m", "proxy", "--kubeconfig", kubeconfig, "--node-name", name,
                           "--netns-exec", net.netns_path, "--cleanup-on-exit"],
-        f"clusterdns-{name}": _in_netns(net, [py, "-m", "clusterdns", "--kubeconfig", state.kubeconfig,
+        f"clusterdns-{name}": _in_netns(net, [py, "-m", "clusterdns", "--kubeconfig", kubeconfig,
                                               "--bind", f"{net.node_ip}:{DNS_PORT}"]),
     }
     for process_name, argv in commands.items():
@@ -177,13 +210,37 @@ def _start_node(state: ClusterState, net: NodeNetwork, images: dict[str, str], p
         state.save()
 
 
-def _wait_nodes_ready(state: ClusterState, progress: Progress, timeout: float, since: float) -> None:
+def _apiserver_args(state: ClusterState, creds: ClusterCredentials) -> list[str]:
+    """HTTPS with client certificates from the cluster CA, RBAC (with the node restriction), and verified TLS to
+    the node agents, presenting the API server's kubelet-client certificate."""
+    serving_cert, serving_key = creds.apiserver
+    kubelet_client_cert, kubelet_client_key = creds.kubelet_client
+    return ["--etcd-servers", f"http://127.0.0.1:{state.etcd_client_port}", "--bind-address", state.api_host,
+            "--advertise-address", state.api_host, "--port", str(state.api_port),
+            "--tls-cert-file", serving_cert, "--tls-private-key-file", serving_key,
+            "--client-ca-file", creds.ca_cert, "--authorization-mode", "RBAC",
+            "--kubelet-certificate-authority", creds.ca_cert,
+            "--kubelet-client-certificate", kubelet_client_cert, "--kubelet-client-key", kubelet_client_key]
+
+
+def _controller_args(creds: ClusterCredentials) -> dict[str, list[str]]:
+    """The controller-manager's and the scheduler's arguments, each with its own identity."""
+    return {
+        # The CSR signer lets `aiokube join` add machines to this cluster (see `aiokube token create`).
+        "controllers": ["--kubeconfig", creds.controller_manager_kubeconfig,
+                        "--cluster-signing-cert-file", creds.ca_cert, "--cluster-signing-key-file", creds.ca_key],
+        "scheduler": ["--kubeconfig", creds.scheduler_kubeconfig],
+    }
+
+
+def _wait_nodes_ready(state: ClusterState, api: httpx.Client, progress: Progress, timeout: float,
+                      since: float) -> None:
     wanted = {n.name for n in state.nodes}
     reported = -1
 
     def all_ready() -> bool:
         nonlocal reported
-        ready = wanted & _ready_nodes(state.server, since)
+        ready = wanted & _ready_nodes(api, since)
         if len(ready) != reported:
             reported = len(ready)
             progress(f"{len(ready)}/{len(wanted)} node(s) Ready")
@@ -209,6 +266,7 @@ def up(data_dir: str, *, nodes: int | None = None, api_port: int = 6443, etcd_cl
     node_count = nodes if component_available("kubelet") else 0
     check_prerequisites(node_count)
     state = ClusterState(data_dir, api_port, etcd_client_port, etcd_peer_port, cluster_id=cluster_id_for(data_dir))
+    stack = contextlib.ExitStack()
     try:
         networks = []
         if node_count:
@@ -217,29 +275,33 @@ def up(data_dir: str, *, nodes: int | None = None, api_port: int = 6443, etcd_cl
             # Node agents, DNS servers and pods live in the node namespaces: they reach the API server at the
             # host's address on the node bridge (which the `kubernetes` Service's endpoints advertise too).
             state.api_host = networks[0].gateway_ip
-        write_kubeconfig(state.kubeconfig, state.server)
+        creds = ClusterCredentials(data_dir)
+        ca = write_control_plane_credentials(creds, server=state.server, api_host=state.api_host)
         progress("starting etcd")
         state.processes.append(_start_etcd(state))
         state.save()
         progress("starting the API server")
-        api = _python_component(state, "apiserver", [
-            "--etcd-servers", f"http://127.0.0.1:{etcd_client_port}", "--bind-address", state.api_host,
-            "--advertise-address", state.api_host, "--port", str(api_port)])
+        api = _python_component(state, "apiserver", _apiserver_args(state, creds))
         state.processes.append(api)
         state.save()
-        _wait("API server", lambda: _http_ok(f"{state.server}/readyz"), 60, api)
-        for module in ("controllers", "scheduler"):
-            if component_available(module):
-                progress(f"starting {module}")
-                state.processes.append(_python_component(state, module, ["--kubeconfig", state.kubeconfig]))
-                state.save()
-        if networks:
+        if networks:  # the nodes' runtimes need no API server: they start while it does
             from aiokube.node.images import build_images
 
             images = build_images(os.path.join(state.data_dir, "images"))
             for net in networks:
-                _start_node(state, net, images, progress)
-            _wait_nodes_ready(state, progress, 90, since=math.floor(started))  # RFC 3339 has whole seconds
+                _start_node_runtime(state, net, images, progress)
+        progress("waiting for the API server")
+        admin = stack.enter_context(admin_http(state))
+        _wait("API server", lambda: admin.get("/readyz").status_code == 200, 60, api)
+        for module, args in _controller_args(creds).items():
+            if component_available(module):
+                progress(f"starting {module}")
+                state.processes.append(_python_component(state, module, args))
+                state.save()
+        if networks:
+            for net in networks:
+                _start_node_agents(state, net, ca)
+            _wait_nodes_ready(state, admin, progress, 90, since=math.floor(started))  # RFC 3339 has whole seconds
         for p in state.processes:
             if not p.alive():
                 raise UpError(f"{p.name} exited during start-up; see {p.log}")
@@ -250,4 +312,6 @@ def up(data_dir: str, *, nodes: int | None = None, api_port: int = 6443, etcd_cl
 
         down(data_dir, progress=lambda _m: None)
         raise
+    finally:
+        stack.close()
     return state

@@ -5,18 +5,24 @@ Shows, in file order on the same cluster: a Deployment spreads over the three no
 pods on nodes 2 and 3 by IP; `web.default.svc.cluster.local` answers from a pod and is balanced over backends
 on every node; cluster DNS answers for normal and headless Services; a NodePort answers on every node IP; a
 pod whose readiness fails leaves the rotation; deleting a Service removes its rules on every node; `kubectl
-logs` (plain, --tail, -f), `kubectl exec` (stdin, exit codes) and `kubectl top`; `aiokube status`; `aiokube
-up` on the same data dir brings the cluster back; `aiokube down --purge` leaves no process, netns, route, nft
-table, CNI chain, cgroup or mount behind.
+logs` (plain, --tail, -f), `kubectl exec` (stdin, exit codes) and `kubectl top` (through the API server to the
+node agents' TLS servers); a pod reaches the API server through the `kubernetes` Service over verified TLS;
+no credentials → 401, and node-1's credential cannot touch a pod bound to node-2 (403); `aiokube image
+import` of a freshly built OCI archive lands on every node and runs; `aiokube status`; `aiokube up` on the
+same data dir brings the cluster back with the same CA; `aiokube down --purge` leaves no process, netns,
+route, nft table, CNI chain, cgroup or mount behind.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
+import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -25,9 +31,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+import httpx
 import pytest
+from cri_api.v1 import api_pb2, api_pb2_grpc
 
+from aiokube.client import load_kubeconfig
+from aiokube.cluster.credentials import ClusterCredentials
 from aiokube.cluster.state import ClusterState
+from aiokube.node.images import SCRIPTS_DIR
 from tests.support.etcd import free_port
 from tests.support.kubectl import kubectl_env, run_kubectl
 
@@ -249,11 +261,106 @@ def test_dns_answers_for_normal_and_headless_services(cluster: Cluster) -> None:
     assert "Name:\tweb.default.svc.cluster.local" in short and cluster_ip in short, short
 
 
+def tls_request_through_pod(cluster: Cluster, pod: str, host: str, server_name: str, request: bytes,
+                            timeout: float = 20.0) -> bytes:
+    """One HTTPS request whose TCP connection is made inside `pod` (`kubectl exec -i POD -- nc HOST 443` carries
+    the bytes) while the TLS client, verifying the server against the cluster CA as `server_name`, runs here.
+    busybox's own TLS client cannot be used: it sends no signature_algorithms, so it only negotiates SHA-1
+    signatures, which OpenSSL 3 servers refuse."""
+    context = ssl.create_default_context(cafile=ClusterCredentials(cluster.data_dir).ca_cert)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    relay = subprocess.Popen(["kubectl", "exec", "-i", pod, "--", "nc", host, "443"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, env=kubectl_env(cluster.state.kubeconfig, cluster.data_dir))
+    assert relay.stdin is not None and relay.stdout is not None
+    deadline = time.monotonic() + timeout
+
+    def exchange() -> None:
+        """Send what TLS wrote, then hand TLS what the server sent back (EOF when the relay ends)."""
+        assert relay.stdin is not None and relay.stdout is not None
+        if pending := outgoing.read():
+            relay.stdin.write(pending)
+            relay.stdin.flush()
+        readable, _, _ = select.select([relay.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        assert readable, "no answer through the pod"
+        chunk = os.read(relay.stdout.fileno(), 65536)
+        if chunk:
+            incoming.write(chunk)
+        else:
+            incoming.write_eof()
+
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                exchange()
+        tls.write(request)
+        response = b""
+        while True:
+            try:
+                data = tls.read(65536)
+            except ssl.SSLWantReadError:
+                exchange()
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            if not data:
+                break
+            response += data
+        return response
+    finally:
+        relay.stdin.close()  # nc, then the exec, end by themselves once the server closed: no abrupt disconnect
+        try:
+            relay.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            relay.wait()
+
+
 def test_pods_reach_the_api_server_through_the_kubernetes_service(cluster: Cluster) -> None:
     client = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == "node-2")["metadata"]["name"]
-    request = "printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 3 kubernetes.default.svc.cluster.local 443"
-    answer = cluster.sh(client, request)
-    assert answer.startswith("HTTP/1.1 200") and '"gitVersion"' in answer, answer
+    # The serving certificate covers the Service's in-cluster name (and ClusterIP), so this verifies.
+    for host in ("kubernetes.default.svc.cluster.local", cluster.get("service", "kubernetes")["spec"]["clusterIP"]):
+        answer = tls_request_through_pod(cluster, client, host, "kubernetes.default.svc",
+                                         b"GET /version HTTP/1.0\r\nHost: kubernetes\r\n\r\n").decode()
+        assert answer.startswith("HTTP/1.1 200") and '"gitVersion"' in answer, answer
+    # Without credentials (pods have no service-account token mounted yet) the API itself answers 401.
+    answer = tls_request_through_pod(cluster, client, "kubernetes", "kubernetes",
+                                     b"GET /api/v1/pods HTTP/1.0\r\nHost: kubernetes\r\n\r\n").decode()
+    assert answer.startswith("HTTP/1.1 401"), answer
+
+
+def node_api(cluster: Cluster, node: str) -> httpx.Client:
+    """The API server as `system:node:<node>`, with the credential its agent, proxy and DNS use."""
+    config = load_kubeconfig(ClusterCredentials(cluster.data_dir).node_kubeconfig(node))
+    return httpx.Client(base_url=config.server, verify=config.ssl_context(), timeout=10)
+
+
+def test_requests_without_credentials_get_401(cluster: Cluster) -> None:
+    context = ssl.create_default_context(cafile=ClusterCredentials(cluster.data_dir).ca_cert)
+    with httpx.Client(base_url=cluster.state.server, verify=context, timeout=10) as anonymous:
+        assert anonymous.get("/api/v1/pods").status_code == 401
+        assert anonymous.get("/healthz").status_code == 200
+
+
+def test_a_node_credential_cannot_modify_another_nodes_pod(cluster: Cluster) -> None:
+    own = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == "node-1")["metadata"]["name"]
+    other = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == "node-2")["metadata"]["name"]
+    merge = {"content-type": "application/merge-patch+json"}
+    with node_api(cluster, "node-1") as node_1:
+        # The pods bound to it: its agent writes their status (an empty patch changes nothing).
+        assert node_1.patch(f"/api/v1/namespaces/default/pods/{own}/status", content=b"{}",
+                            headers=merge).status_code == 200
+        denied = node_1.patch(f"/api/v1/namespaces/default/pods/{other}/status", content=b"{}", headers=merge)
+        assert denied.status_code == 403, denied.text
+        assert 'node "node-1" can only update pod status for pods with spec.nodeName set to itself' in \
+            denied.json()["message"]
+        assert node_1.delete(f"/api/v1/namespaces/default/pods/{other}").status_code == 403
+        assert node_1.patch("/api/v1/nodes/node-2/status", content=b"{}", headers=merge).status_code == 403
+        assert node_1.get(f"/api/v1/namespaces/default/pods/{other}").status_code == 200  # reads are allowed
+    assert cluster.get("pod", other)["metadata"].get("deletionTimestamp") is None
 
 
 def test_node_port_answers_on_every_node_ip(cluster: Cluster) -> None:
@@ -300,9 +407,13 @@ def test_deleting_a_service_removes_its_rules_on_every_node(cluster: Cluster) ->
     for node in cluster.state.nodes:
         assert cluster_ip in rules(node.netns_path)
     cluster.kubectl("delete", "service", "web-np")
+    def dropped(node_netns: str) -> bool:
+        current = rules(node_netns)
+        return cluster_ip not in current and node_port not in current
+
     for node in cluster.state.nodes:
-        wait_until(f"{node.name} to drop the rules of web-np",
-                   lambda ns=node.netns_path: cluster_ip not in rules(ns) and node_port not in rules(ns), timeout=10)
+        wait_until(f"{node.name} to drop the rules of web-np", functools.partial(dropped, node.netns_path),
+                   timeout=10)
     with pytest.raises(OSError):
         http_get_from_host(cluster.state.nodes[0].node_ip, int(node_port))
 
@@ -358,6 +469,46 @@ def test_kubectl_top_nodes_and_pods(cluster: Cluster) -> None:
     assert "talker" not in selected
 
 
+def cri_image_tags(containerd_socket: str) -> set[str]:
+    """Every repo tag the node's CRI image service lists (what the node agent sees)."""
+    with grpc.insecure_channel(f"unix://{containerd_socket}") as channel:
+        response = api_pb2_grpc.ImageServiceStub(channel).ListImages(api_pb2.ListImagesRequest(), timeout=10)
+    return {tag for image in response.images for tag in image.repo_tags}
+
+
+def test_image_import_lands_on_every_node_and_runs(cluster: Cluster, tmp_path: Any) -> None:
+    # A tiny image built here (deploy/images' OCI builder): a static busybox and a file its CMD prints.
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")
+    (rootfs / "hello.txt").write_text("hello from an imported image\n")
+    archive = str(tmp_path / "tiny.tar")
+    subprocess.run(["bash", str(SCRIPTS_DIR / "oci-image.sh"), str(rootfs), "v1", archive,
+                    "/bin/busybox", "cat", "/hello.txt"], check=True, capture_output=True, timeout=60)
+    imported = aiokube("image", "import", archive, "--base-name", "localhost/tiny", "--data-dir", cluster.data_dir)
+    assert imported.returncode == 0, imported.stderr
+    for node in cluster.state.nodes:
+        assert f"into {node.name}" in imported.stdout
+        assert "localhost/tiny:v1" in cri_image_tags(node.containerd_socket), node.name
+    pods = "\n---\n".join(textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: tiny-{name}}}
+        spec:
+          nodeName: {name}
+          restartPolicy: Never
+          containers: [{{name: tiny, image: "localhost/tiny:v1", imagePullPolicy: Never}}]
+        """) for name in NODES)
+    cluster.kubectl("apply", "-f", "-", stdin=pods)
+    def succeeded(pod: str) -> bool:
+        return bool(cluster.get("pod", pod)["status"].get("phase") == "Succeeded")
+
+    for name in NODES:
+        wait_until(f"tiny-{name} to succeed", functools.partial(succeeded, f"tiny-{name}"), timeout=30)
+        assert cluster.kubectl("logs", f"tiny-{name}").stdout == "hello from an imported image\n"
+    cluster.kubectl("delete", "pod", *(f"tiny-{name}" for name in NODES), "--wait=false")
+
+
 def test_status_shows_components_and_nodes(cluster: Cluster) -> None:
     status = aiokube("status", "--data-dir", cluster.data_dir)
     assert status.returncode == 0, status.stdout + status.stderr
@@ -370,6 +521,10 @@ def test_status_shows_components_and_nodes(cluster: Cluster) -> None:
 
 def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
     uid = cluster.get("service", "web")["metadata"]["uid"]
+    creds = ClusterCredentials(cluster.data_dir)
+    with open(creds.ca_cert, "rb") as f:
+        ca = f.read()
+    old_admin = shutil.copy(cluster.state.kubeconfig, os.path.join(cluster.data_dir, "admin-before-re-up.conf"))
     old_containers = {p["status"]["containerStatuses"][0]["containerID"] for p in cluster.web_pods()}
     down = aiokube("down", "--data-dir", cluster.data_dir)
     assert down.returncode == 0, down.stderr
@@ -378,6 +533,13 @@ def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
     assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
     assert "3/3 node(s) Ready" in again.stdout, again.stdout
     assert cluster.get("service", "web")["metadata"]["uid"] == uid  # etcd data kept
+    with open(creds.ca_cert, "rb") as f:
+        assert f.read() == ca  # the same CA: kubeconfigs handed out before still work
+    # (The node bridge's address may differ after a re-up, as other clusters' networks come and go: the server
+    # comes from the current state, the credential and the CA from before.)
+    before = run_kubectl(["kubectl", "--server", cluster.state.server, "get", "nodes"], kubeconfig=old_admin,
+                         home=cluster.data_dir)
+    assert before.returncode == 0, before.stderr
 
     def recreated() -> bool:  # ready in new containers (the stored status still says ready from before `down`)
         pods = [p for p in cluster.web_pods() if ready(p)]
@@ -389,8 +551,20 @@ def test_up_again_brings_the_same_cluster_back(cluster: Cluster) -> None:
     assert cluster.sh(client, http_get_script("web", 80)).strip()
 
 
+def ours(kind: str, line: str, cluster_id: str, node_ips: set[str]) -> bool:
+    """Whether a leftover line could be this cluster's: other engineers' clusters and test networks come and go
+    on the same host meanwhile, and only this cluster's pieces are `down`'s business. Network namespaces, the
+    bridge (akb-<id>) and cgroups carry the cluster id; host routes to pod CIDRs name one of our node IPs."""
+    if kind in ("netns", "cgroups"):
+        return f"aiokube-{cluster_id}" in line
+    if kind == "routes":
+        return f"akb-{cluster_id}" in line or any(f"via {ip} " in line for ip in node_ips)
+    return True
+
+
 def test_down_purge_leaves_nothing_behind(cluster: Cluster) -> None:
     processes = cluster.state.processes
+    cluster_id, node_ips = cluster.state.cluster_id, {n.node_ip for n in cluster.state.nodes}
     shutil.copytree(os.path.join(cluster.data_dir, "logs"), f"{cluster.data_dir}-logs", dirs_exist_ok=True)
     down = aiokube("down", "--purge", "--data-dir", cluster.data_dir)
     assert down.returncode == 0, down.stderr
@@ -398,5 +572,6 @@ def test_down_purge_leaves_nothing_behind(cluster: Cluster) -> None:
     assert not os.path.exists(cluster.data_dir)
     after = host_leftovers(cluster.data_dir)
     # Only what appeared since before `up` counts (other clusters on the host may come and go meanwhile).
-    new = {kind: sorted(set(after[kind]) - set(cluster.before[kind])) for kind in after}
+    new = {kind: sorted(line for line in set(after[kind]) - set(cluster.before[kind])
+                        if ours(kind, line, cluster_id, node_ips)) for kind in after}
     assert new == {kind: [] for kind in after}, new

@@ -3,8 +3,8 @@ pods/log and metrics.k8s.io through a real API server (on etcd) to a real TLS no
 
 The node server runs the agent's real app (kubelet/server.py) with its real TLS options
 (kubelet.__main__.server_ssl_options); its runtime is a small stand-in that reports one exited container and
-its CRI log file, so no containerd is needed. The API server's --kubelet-* TLS client settings are injected by
-replacing `kubelet_tls` (apiserver/config.py does not carry those flags yet)."""
+its CRI log file, so no containerd is needed. The API server gets its real --kubelet-certificate-authority /
+--kubelet-client-certificate / --kubelet-client-key settings (apiserver/config.py), as `aiokube up` passes them."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import uvicorn
 
 from aiokube.api.types import Obj
 from aiokube.cluster import pki
-from apiserver import metrics_api
-from apiserver.handlers import nodeproxy
 from kubelet import labels as L
 from kubelet.__main__ import server_ssl_options
 from kubelet.config import KubeletConfig
@@ -112,10 +110,10 @@ def node_server(certs: Pki, tmp_path: Path) -> Iterator[int]:
         thread.join(10)
 
 
-def use_kubelet_tls(monkeypatch: pytest.MonkeyPatch, certs: Pki) -> None:
-    tls = nodeproxy.KubeletClientTLS(certs.ca_file, certs.client_cert, certs.client_key)
-    monkeypatch.setattr(nodeproxy, "kubelet_tls", lambda state: tls)
-    monkeypatch.setattr(metrics_api, "kubelet_tls", lambda state: tls)
+def kubelet_tls_flags(certs: Pki) -> dict[str, str]:
+    """The API server Config fields of --kubelet-certificate-authority/-client-certificate/-client-key."""
+    return {"kubelet_certificate_authority": certs.ca_file, "kubelet_client_certificate": certs.client_cert,
+            "kubelet_client_key": certs.client_key}
 
 
 async def register(api: httpx.AsyncClient, port: int) -> None:
@@ -147,9 +145,8 @@ async def test_node_server_requires_a_client_certificate(node_server: int, certs
 
 
 async def test_api_server_proxies_logs_and_metrics_over_tls(node_server: int, certs: Pki, etcd_url: str,
-                                                           etcd_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_kubelet_tls(monkeypatch, certs)
-    with running_apiserver(etcd_url, etcd_prefix) as base:
+                                                           etcd_prefix: str) -> None:
+    with running_apiserver(etcd_url, etcd_prefix, **kubelet_tls_flags(certs)) as base:
         async with httpx.AsyncClient(base_url=base, timeout=20) as api:
             await register(api, node_server)
             r = await api.get("/api/v1/namespaces/default/pods/web/log")
@@ -167,3 +164,16 @@ async def test_plain_http_proxy_cannot_reach_a_tls_node(node_server: int, etcd_u
             await register(api, node_server)
             r = await api.get("/api/v1/namespaces/default/pods/web/log")
             assert r.status_code in (500, 503), r.text
+
+
+async def test_proxy_refuses_a_node_whose_certificate_another_ca_signed(node_server: int, certs: Pki, etcd_url: str,
+                                                                       etcd_prefix: str, tmp_path: Path) -> None:
+    # The API server really verifies the node: trusting only some other CA, it will not talk to this node.
+    other_ca, _ = pki.write_pair(pki.create_ca("other-ca"), str(tmp_path), "other-ca")
+    flags = kubelet_tls_flags(certs) | {"kubelet_certificate_authority": other_ca}
+    with running_apiserver(etcd_url, etcd_prefix, **flags) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as api:
+            await register(api, node_server)
+            r = await api.get("/api/v1/namespaces/default/pods/web/log")
+            assert r.status_code in (500, 503), r.text
+            assert "hello over tls" not in r.text
