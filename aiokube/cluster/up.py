@@ -163,21 +163,30 @@ def _start_node_runtime(state: ClusterState, net: NodeNetwork, images: dict[str,
 
     name = _node_name(net)
     root = os.path.join(state.data_dir, "nodes", name)
-    # The same /24 the agent registers as Node.spec.podCIDR (nodeipam keeps allocations already on a Node), so
-    # the CNI config, the Node object, the proxies' routes and the host route all agree.
-    pod_cidr = f"10.244.{net.index}.0/24"
     os.makedirs(root, exist_ok=True)
     progress(f"starting containerd for {name} ({net.node_ip})")
-    # No masquerading: pods keep their source IPs across nodes (host-gw routes).
-    containerd = start_containerd(ContainerdConfig(root_dir=os.path.join(root, "containerd"), pod_cidr=pod_cidr,
+    # No masquerading: pods keep their source IPs across nodes (host-gw routes). No pod CIDR yet: the
+    # controller-manager's nodeipam allocates one to the Node and the node agent hands it to containerd (CRI
+    # UpdateRuntimeConfig), which renders its CNI config from it; a Node keeps its allocation across re-ups.
+    containerd = start_containerd(ContainerdConfig(root_dir=os.path.join(root, "containerd"), pod_cidr=None,
                                                    netns=net.netns_path, cgroup_prefix=_cgroup_prefix(state, net),
                                                    sandbox_image="localhost/pause:3.9", ip_masq=False))
     state.processes.append(adopt(f"containerd-{name}", containerd.pid, ["containerd"], containerd.config.log_path))
-    state.nodes.append(NodeState(name, root, containerd.socket, pod_cidr, net.netns_path, net.node_ip))
+    state.nodes.append(NodeState(name, root, containerd.socket, "", net.netns_path, net.node_ip))
     state.save()
     progress(f"importing images (pause, busybox) into {name}")
     import_all(containerd.socket, images)
-    _add_host_route(pod_cidr, net.node_ip)
+
+
+def _route_pod_cidrs(state: ClusterState, api: httpx.Client) -> None:
+    """Record each Node's podCIDR (nodeipam's allocation) and route it from the host via the node's IP."""
+    for node in api.get("/api/v1/nodes").raise_for_status().json()["items"]:
+        mine = next((n for n in state.nodes if n.name == node["metadata"]["name"]), None)
+        pod_cidr = node.get("spec", {}).get("podCIDR")
+        if mine is not None and pod_cidr:
+            mine.pod_cidr = pod_cidr
+            _add_host_route(pod_cidr, mine.node_ip)
+    state.save()
 
 
 def _start_node_agents(state: ClusterState, net: NodeNetwork, ca: pki.CertKey) -> None:
@@ -195,7 +204,7 @@ def _start_node_agents(state: ClusterState, net: NodeNetwork, ca: pki.CertKey) -
         f"kubelet-{name}": _in_netns(net, [
             py, "-m", "kubelet", "--kubeconfig", kubeconfig, "--node-name", name,
             "--containerd-socket", node.containerd_socket, "--root-dir", os.path.join(node.root_dir, "kubelet"),
-            "--node-ip", net.node_ip, "--pod-cidr", node.pod_cidr, "--cgroup-prefix", _cgroup_prefix(state, net),
+            "--node-ip", net.node_ip, "--cgroup-prefix", _cgroup_prefix(state, net),
             "--cluster-dns", net.node_ip, "--server-port", str(KUBELET_PORT),
             "--tls-cert-file", serving_cert, "--tls-private-key-file", serving_key,
             "--client-ca-file", creds.kubelet_client_ca]),
@@ -302,6 +311,7 @@ def up(data_dir: str, *, nodes: int | None = None, api_port: int = 6443, etcd_cl
             for net in networks:
                 _start_node_agents(state, net, ca)
             _wait_nodes_ready(state, admin, progress, 90, since=math.floor(started))  # RFC 3339 has whole seconds
+            _route_pod_cidrs(state, admin)  # a Node is Ready only once its pod CIDR is configured
         for p in state.processes:
             if not p.alive():
                 raise UpError(f"{p.name} exited during start-up; see {p.log}")

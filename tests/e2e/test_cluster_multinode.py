@@ -213,9 +213,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def test_nodes_have_their_own_addresses_and_pod_cidrs(cluster: Cluster) -> None:
     nodes = {n["metadata"]["name"]: n for n in cluster.get("nodes")["items"]}
     assert sorted(nodes) == list(NODES)
-    for index, name in enumerate(NODES, start=1):
+    # nodeipam's allocations: distinct /24s of the cluster CIDR, the ones `up` routes from the host.
+    cidrs = {name: ipaddress.ip_network(nodes[name]["spec"]["podCIDR"]) for name in NODES}
+    assert len(set(cidrs.values())) == len(NODES)
+    assert all(c.prefixlen == 24 and c.subnet_of(ipaddress.ip_network("10.244.0.0/16")) for c in cidrs.values())
+    assert {n.name: n.pod_cidr for n in cluster.state.nodes} == {name: str(c) for name, c in cidrs.items()}
+    for name in NODES:
         node = nodes[name]
-        assert node["spec"]["podCIDR"] == f"10.244.{index}.0/24"  # the agent's CNI range and nodeipam agree
         internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
         assert internal == [next(n.node_ip for n in cluster.state.nodes if n.name == name)]
     for pod in cluster.web_pods():
