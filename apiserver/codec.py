@@ -42,13 +42,13 @@ def decode_body(body: bytes, content_type: str | None) -> Any:
         # apply-patch+yaml and application/yaml: YAML is a superset of JSON, but JSON parses much faster.
         if body.lstrip()[:1] in (b"{", b"["):
             try:
-                return _check_depth(orjson.loads(body))
+                return _check_json_depth(body, orjson.loads(body))
             except orjson.JSONDecodeError:
                 pass
         return _check_depth(load_yaml(body)[0])
     if kind.endswith("json") or kind in ("", "*/*", "text/plain"):
         try:
-            return _check_depth(orjson.loads(body))
+            return _check_json_depth(body, orjson.loads(body))
         except orjson.JSONDecodeError as exc:
             raise bad_request(f"the body of the request was in an unknown format - accepted media types "
                               f"include: application/json, application/yaml, "
@@ -80,7 +80,19 @@ class _Pairs(list):
     """A JSON object kept as its (key, value) pairs, so that repeated keys survive parsing."""
 
 
+def _reencodes_identically(body: bytes) -> bool:
+    """True when the body is exactly orjson's encoding of what it parses to. It then repeats no key: that
+    encoding comes from dicts, which hold each key once. Compact JSON from orjson or Python clients passes;
+    anything else (whitespace, escapes written differently, Go's HTML-safe escapes) takes the full check."""
+    try:
+        return orjson.dumps(orjson.loads(body)) == body.strip()
+    except (ValueError, TypeError):  # orjson's decode/encode errors are ValueError/TypeError subclasses
+        return False
+
+
 def _json_duplicates(body: bytes) -> list[str]:
+    if _reencodes_identically(body):  # the common case for programmatic clients, ~10x cheaper than the parse below
+        return []
     found = False
 
     def quick(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -205,13 +217,24 @@ def _check_flow_depth(body: bytes) -> None:
 def load_yaml(body: bytes) -> tuple[Any, list[str]]:
     """One YAML document and its duplicate-key texts; malformed or hostile input is a 400."""
     _check_flow_depth(body)
-    loader = _GuardedLoader(body)
+    try:
+        loader = _GuardedLoader(body)  # its reader refuses NUL and other unprintable characters at once
+    except yaml.YAMLError as exc:
+        raise bad_request(f"error converting YAML to JSON: {exc}") from None
     try:
         return loader.get_single_data(), loader.duplicates
     except yaml.YAMLError as exc:
         raise bad_request(f"error converting YAML to JSON: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _check_json_depth(body: bytes, value: Any) -> Any:
+    """`_check_depth` for a value parsed from the JSON `body`: every level of nesting opens a bracket, so a
+    body with at most MAX_NESTING_DEPTH of them (counted in C, strings included) cannot nest deeper."""
+    if body.count(b"{") + body.count(b"[") <= MAX_NESTING_DEPTH:
+        return value
+    return _check_depth(value)
 
 
 def _check_depth(value: Any) -> Any:

@@ -13,6 +13,11 @@ single pass that collects every error *and* every unknown field, so the handler 
     result = schemas.validate("apps", "v1", "Deployment", obj, field_validation="Strict")
     result.errors   # list of metav1.StatusCause dicts -> 422 Invalid
     result.unknown  # [".spec.foo", ...]               -> 400 strict decoding error / Warning headers
+    result.prune_unknown(); result.settle_nulls()      # make obj what a typed decode would have kept
+
+The same walk records where JSON nulls sit, because Kubernetes decodes into Go structs: a null field is its zero
+value (omitted on output) and a null list item or map value is the zero value of its type (`[null]` of structs
+is `[{}]`), so the strategies after validation never meet a None where the schema promises a value.
 
 Causes use Kubernetes field paths (`spec.template.spec.containers[0].image`) and the reasons apimachinery's
 field.Error uses (FieldValueTypeInvalid, FieldValueNotSupported, FieldValueRequired, FieldValueInvalid).
@@ -44,6 +49,10 @@ Cause = dict[str, str]
 
 FieldValidation = Literal["Strict", "Warn", "Ignore"]
 
+NullSite = tuple[dict[str, Any] | list[Any], str | int, Callable[[], Any] | None]
+"""Where a JSON null sits: its container, its key or index, and the factory of the zero value it stands for
+(None: the field is dropped)."""
+
 
 @dataclass
 class ValidationResult:
@@ -53,6 +62,8 @@ class ValidationResult:
     unknown: list[str] = field(default_factory=list)
     # (containing object, key) of every unknown field, whatever fieldValidation said, so it can be pruned.
     unknown_sites: list[tuple[dict[str, Any], str]] = field(default_factory=list, repr=False)
+    # (containing object or list, key or index, zero-value factory or None to drop) of every null found.
+    null_sites: list[NullSite] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +74,18 @@ class ValidationResult:
         so fields the schema does not know are never stored (free-form and preserve-unknown subtrees stay)."""
         for container, key in self.unknown_sites:
             container.pop(key, None)
+
+    def settle_nulls(self) -> None:
+        """Replace JSON nulls, in place, by what Go's decoder leaves: a null field is dropped (its zero value is
+        omitted), a null list item or map value becomes its type's zero value (`{}`, `""`, `0`, …)."""
+        for container, key, zero in self.null_sites:
+            if isinstance(container, dict) and isinstance(key, str):
+                if zero is None:
+                    container.pop(key, None)
+                else:
+                    container[key] = zero()
+            elif isinstance(container, list) and isinstance(key, int) and zero is not None:
+                container[key] = zero()
 
 
 @dataclass(frozen=True)
@@ -130,12 +153,13 @@ Validator = Callable[[Any, str, "_Context"], None]
 
 
 class _Context:
-    __slots__ = ("errors", "unknown", "unknown_sites")
+    __slots__ = ("errors", "null_sites", "unknown", "unknown_sites")
 
     def __init__(self) -> None:
         self.errors: list[Cause] = []
         self.unknown: list[str] = []
         self.unknown_sites: list[tuple[dict[str, Any], str]] = []
+        self.null_sites: list[NullSite] = []
 
 
 def _join(path: str, name: str) -> str:
@@ -232,7 +256,7 @@ class _Compiler:
         if "properties" in schema or "additionalProperties" in schema or "required" in schema:
             checks.append(self._object_check(schema))
         if "items" in schema:
-            checks.append(self._array_check(self.node(schema["items"])))
+            checks.append(self._array_check(self.node(schema["items"]), self.zero_factory(schema["items"])))
         if not checks:
             return _accept_anything
         if len(checks) == 1:
@@ -269,6 +293,7 @@ class _Compiler:
                 if not trial.errors:
                     ctx.unknown.extend(trial.unknown)
                     ctx.unknown_sites.extend(trial.unknown_sites)
+                    ctx.null_sites.extend(trial.null_sites)
                     return
                 first = first or trial
             if first is not None:
@@ -318,6 +343,7 @@ class _Compiler:
         properties = {name: self.node(sub) for name, sub in schema.get("properties", {}).items()}
         additional = schema.get("additionalProperties")
         additional_check = self.node(additional) if isinstance(additional, dict) else None
+        value_zero = self.zero_factory(additional) if isinstance(additional, dict) else None
         # An object schema with neither properties nor a value schema is free-form (RawExtension, FieldsV1).
         open_object = (not properties and additional is None) or additional is True or bool(
             schema.get("x-kubernetes-preserve-unknown-fields"))
@@ -333,21 +359,47 @@ class _Compiler:
             for name, item in value.items():
                 sub = properties.get(name)
                 if sub is not None:
-                    sub(item, _join(path, name), ctx)
+                    if item is None:
+                        ctx.null_sites.append((value, name, None))
+                    else:
+                        sub(item, _join(path, name), ctx)
                 elif additional_check is not None:
-                    additional_check(item, f"{path}[{name}]", ctx)
+                    if item is None:
+                        if value_zero is not None:
+                            ctx.null_sites.append((value, name, value_zero))
+                    else:
+                        additional_check(item, f"{path}[{name}]", ctx)
                 elif not open_object:
                     ctx.unknown.append("." + _join(path, name))
                     ctx.unknown_sites.append((value, name))
         return check
 
+    def zero_factory(self, schema: dict[str, Any]) -> Callable[[], Any] | None:
+        """The Go zero value of a list item or map value schema, as a factory (a fresh `{}` per use); None
+        when the schema names no single type (int-or-string, free-form): such nulls are left alone."""
+        seen = 0
+        while "$ref" in schema and seen < 16:
+            schema = self._definitions.get(schema["$ref"].removeprefix(_REF_PREFIX), {})
+            seen += 1
+        types = schema.get("type")
+        wanted = [t for t in ([types] if isinstance(types, str) else types or []) if t != "null"]
+        return _ZERO_VALUES.get(wanted[0]) if len(wanted) == 1 else None
+
     @staticmethod
-    def _array_check(item_check: Validator) -> Validator:
+    def _array_check(item_check: Validator, item_zero: Callable[[], Any] | None) -> Validator:
         def check(value: Any, path: str, ctx: _Context) -> None:
             if isinstance(value, list):
                 for index, item in enumerate(value):
-                    item_check(item, f"{path}[{index}]", ctx)
+                    if item is None:
+                        if item_zero is not None:
+                            ctx.null_sites.append((value, index, item_zero))
+                    else:
+                        item_check(item, f"{path}[{index}]", ctx)
         return check
+
+
+_ZERO_VALUES: dict[str, Callable[[], Any]] = {"object": dict, "array": list, "string": str, "integer": int,
+                                              "number": int, "boolean": bool}
 
 
 def _accept_anything(value: Any, path: str, ctx: _Context) -> None:
@@ -490,10 +542,11 @@ class SchemaRegistry:
         ctx = _Context()
         self._compiler.definition(name)(obj, "", ctx)
         return ValidationResult(errors=ctx.errors, unknown=[] if field_validation == "Ignore" else ctx.unknown,
-                                unknown_sites=ctx.unknown_sites)
+                                unknown_sites=ctx.unknown_sites, null_sites=ctx.null_sites)
 
     def validate_definition(self, name: str, value: Any, path: str = "") -> ValidationResult:
         """Validate a value against a named definition (e.g. a Scale or DeleteOptions body)."""
         ctx = _Context()
         self._compiler.definition(name)(value, path, ctx)
-        return ValidationResult(errors=ctx.errors, unknown=ctx.unknown, unknown_sites=ctx.unknown_sites)
+        return ValidationResult(errors=ctx.errors, unknown=ctx.unknown, unknown_sites=ctx.unknown_sites,
+                                null_sites=ctx.null_sites)

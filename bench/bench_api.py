@@ -7,6 +7,10 @@ pass/fail. The load generator shares the 2 cores with etcd and the server, so it
 HTTP/1.1 client on asyncio streams (`LeanHttp`, ~0.1 ms CPU a request): httpx costs ~2.5 ms CPU a request,
 more than the server itself, and the figures then measured the client. `--httpx` measures with httpx anyway.
 
+Throughput on a shared 2-core machine swings with whatever else runs, so the bench also prints the CPU each
+write cost every process involved (from /proc: the load generator, etcd, the API server), for the raw
+compare-and-puts and for the API creates: those figures barely move with neighbours' load.
+
     .venv/bin/python bench/bench_api.py [--duration 3] [--watchers 1000] [--skip-raw]
 """
 
@@ -116,6 +120,39 @@ def summary(label: str, count: int, seconds: float, latencies: list[float]) -> s
     return f"{label:<28} {count / seconds:>8.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({count} reqs)"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuPerWrite:
+    """CPU seconds spent by each process while `writes` writes were made; `line()` gives ms per write."""
+
+    label: str
+    pids: dict[str, int]  # process name -> pid; "load generator" is this process
+    writes: int = 0
+    seconds: dict[str, float] | None = None
+
+    def snapshot(self) -> dict[str, float]:
+        return {name: (time.process_time() if pid == os.getpid() else process_cpu_seconds(pid))
+                for name, pid in self.pids.items()}
+
+    def add(self, before: dict[str, float], writes: int) -> None:
+        after = self.snapshot()
+        self.seconds = {name: (self.seconds or {}).get(name, 0.0) + after[name] - before[name] for name in after}
+        self.writes += writes
+
+    def line(self) -> str:
+        if not self.writes or self.seconds is None:
+            return f"{self.label}: no writes"
+        parts = ", ".join(f"{name} {seconds / self.writes * 1000:.3f}" for name, seconds in self.seconds.items())
+        total = sum(self.seconds.values()) / self.writes * 1000
+        return f"{self.label:<28} {total:.3f} ms CPU per write ({parts})"
+
+
 async def run_workers(concurrency: int, duration: float,
                       one: Callable[[int, int], Awaitable[None]]) -> tuple[int, float, list[float]]:
     latencies: list[float] = []
@@ -135,7 +172,7 @@ async def run_workers(concurrency: int, duration: float,
     return sum(counts), time.perf_counter() - started, latencies
 
 
-async def api_levels(client: Any, levels: list[int], duration: float) -> None:
+async def api_levels(client: Any, levels: list[int], duration: float, cpu: CpuPerWrite | None = None) -> None:
     for concurrency in levels:
         run = uuid.uuid4().hex[:6]
         created: dict[int, list[str]] = {w: [] for w in range(concurrency)}
@@ -147,8 +184,11 @@ async def api_levels(client: Any, levels: list[int], duration: float) -> None:
                 raise RuntimeError(r.text)
             created[w].append(name)
 
-        print(" ", summary(f"create  c={concurrency}", *await run_workers(concurrency, duration, create)),
-              flush=True)
+        before = cpu.snapshot() if cpu else {}
+        creates = await run_workers(concurrency, duration, create)
+        if cpu:
+            cpu.add(before, creates[0])
+        print(" ", summary(f"create  c={concurrency}", *creates), flush=True)
 
         async def get(w: int, i: int, created: dict[int, list[str]] = created) -> None:
             names = created[w] or created[0]
@@ -287,13 +327,30 @@ async def watch_fanout(base: str, watchers: int, events: int) -> None:
           f"max {ordered[-1] * 1000:.1f} ms", flush=True)
 
 
-async def raw_etcd(endpoint: str, levels: list[int], duration: float) -> None:
+async def raw_etcd(endpoint: str, levels: list[int], duration: float, cpu: CpuPerWrite | None = None) -> None:
     try:
-        from bench.bench_etcd_raw import bench as raw_bench
+        from bench import bench_etcd_raw
     except ImportError:
         print("  (bench/bench_etcd_raw.py not available: raw etcd figures skipped)")
         return
-    await raw_bench(endpoint, levels, duration, 1600)
+    # Count the anchor's transactions (its warm-up included, as in the CPU figures) by observing its levels;
+    # how it runs is unchanged.
+    run_level = bench_etcd_raw.run_level
+
+    async def counted_level(*args: Any, **kwargs: Any) -> Any:
+        result = await run_level(*args, **kwargs)
+        if cpu:
+            cpu.writes += result.transactions
+        return result
+
+    bench_etcd_raw.run_level = counted_level
+    before = cpu.snapshot() if cpu else {}
+    try:
+        await bench_etcd_raw.bench(endpoint, levels, duration, 1600)
+    finally:
+        bench_etcd_raw.run_level = run_level
+    if cpu:
+        cpu.add(before, 0)
 
 
 def start_apiserver(etcd_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -315,25 +372,31 @@ def start_apiserver(etcd_url: str) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("apiserver did not start")
 
 
-async def main_async(args: argparse.Namespace, etcd_url: str, base: str) -> None:
+async def main_async(args: argparse.Namespace, etcd_url: str, base: str, etcd_pid: int, server_pid: int) -> None:
     levels = [int(x) for x in args.concurrency.split(",")]
+    raw_cpu = CpuPerWrite("raw etcd compare-and-put", {"client": os.getpid(), "etcd": etcd_pid})
+    api_cpu = CpuPerWrite("API create", {"load generator": os.getpid(), "etcd": etcd_pid, "apiserver": server_pid})
     if not args.skip_raw:
-        await raw_etcd(etcd_url, levels, args.duration)
+        await raw_etcd(etcd_url, levels, args.duration, raw_cpu)
     print(f"API server {base} (ConfigMaps with a {len(PAYLOAD)}-byte value, {args.duration:.0f} s per level)")
     if args.httpx:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-            await api_levels(client, levels, args.duration)
+            await api_levels(client, levels, args.duration, api_cpu)
             await paced_creates(client, args.rate, args.duration)
             await server_side_means(client)
     else:
         lean = LeanHttp(base)
         try:
-            await api_levels(lean, levels, args.duration)
+            await api_levels(lean, levels, args.duration, api_cpu)
             await paced_creates(lean, args.rate, args.duration)
             await server_side_means(lean)
         finally:
             await lean.aclose()
+    print("CPU per write, every level together (steadier than the rates when the machine is shared):")
+    if not args.skip_raw:
+        print(" ", raw_cpu.line())
+    print(" ", api_cpu.line(), flush=True)
     if args.watchers:
         await watch_fanout(base, args.watchers, args.events)
 
@@ -353,7 +416,7 @@ def main() -> None:
     try:
         server, base = start_apiserver(etcd.url)
         urlsplit(base)
-        asyncio.run(main_async(args, etcd.url, base))
+        asyncio.run(main_async(args, etcd.url, base, etcd.process.pid, server.pid))
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)

@@ -4,6 +4,7 @@ and the translation of storage errors into Kubernetes Status errors."""
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 import uuid
@@ -43,14 +44,32 @@ def go_bool(value: str | None, default: bool = False) -> bool:
     raise bad_request(f'strconv.ParseBool: parsing "{value}": invalid syntax')
 
 
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_INT64_MAX = 2**63 - 1
+
+
 def query_int(query: Mapping[str, str], name: str) -> int | None:
+    """strconv.ParseInt(value, 10, 64) of a query parameter: Python's int() would also take " 5", "1_000" and
+    non-ASCII digits, and values past int64 would fail later in etcd's protobufs."""
     value = query.get(name)
-    if value in (None, ""):
+    if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise bad_request(f'invalid value for {name}: strconv.ParseInt: parsing "{value}": invalid syntax') from None
+    if not _GO_INT.fullmatch(value):
+        raise bad_request(f'invalid value for {name}: strconv.ParseInt: parsing "{value}": invalid syntax')
+    number = int(value)
+    if not -_INT64_MAX - 1 <= number <= _INT64_MAX:
+        raise bad_request(f'invalid value for {name}: strconv.ParseInt: parsing "{value}": value out of range')
+    return number
+
+
+def resource_version_param(value: str) -> int | None:
+    """A resourceVersion query parameter: None when unset, else a non-negative int64 (etcd revisions are
+    int64); anything else is a 400."""
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or int(value) > _INT64_MAX:
+        raise bad_request(f'resourceVersion: Invalid value: "{value}": must be a non-negative integer')
+    return int(value)
 
 
 def is_dry_run(query: Mapping[str, str], values: list[str] | None = None) -> bool:
@@ -61,8 +80,14 @@ def is_dry_run(query: Mapping[str, str], values: list[str] | None = None) -> boo
     return any(runs)
 
 
+_LATEST_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
+
+
 def now_rfc3339(clock: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if clock is None else clock, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 (UTC, seconds) of `clock` or now; a clock past year 9999 (now + an absurd grace period) is
+    written as the last representable second rather than overflowing."""
+    stamp = min(time.time() if clock is None else clock, _LATEST_TIMESTAMP)
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_uid() -> str:

@@ -43,7 +43,8 @@ def parse_delete_options(body: Any, query: Mapping[str, str], dry_run: bool) -> 
     grace = body.get("gracePeriodSeconds")
     if grace is None:
         grace = query_int(query, "gracePeriodSeconds")
-    if grace is not None and not isinstance(grace, int):
+    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)
+                              or not -(2**63) <= grace < 2**63):
         raise bad_request("gracePeriodSeconds must be an integer")
     opts.grace_period_seconds = grace
     policy = body.get("propagationPolicy") or query.get("propagationPolicy") or None

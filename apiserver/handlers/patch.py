@@ -16,6 +16,7 @@ from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv
 from apiserver.handlers.create import WriteOptions, create_object
 from apiserver.handlers.state import ServerState
 from apiserver.handlers.update import MAX_CONFLICT_RETRIES, commit_update
+from apiserver.handlers.validation import check_applied_config
 from apiserver.registry import ResourceHandle
 from apiserver.storage.interface import ConflictError, KeyValue
 
@@ -83,6 +84,9 @@ async def patch_object(state: ServerState, handle: ResourceHandle, namespace: st
     if kind == APPLY_PATCH and not opts.manager_explicit:
         raise bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests")
     patch = decode_patch(body, kind)
+    if kind == APPLY_PATCH:
+        check_applied_config(state, patch, group=info.group, version=info.version, kind=info.kind,
+                             namespace=namespace, name=name)
     key = handle.key(namespace, name)
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await handle.storage.get(key)

@@ -9,7 +9,7 @@ import orjson
 
 from aiokube.api.errors import ApiError, bad_request, expired, not_found
 from aiokube.api.types import Obj
-from apiserver.handlers.common import from_kv, query_int, with_type
+from apiserver.handlers.common import from_kv, query_int, resource_version_param, with_type
 from apiserver.handlers.selection import Selection
 from apiserver.registry import ResourceHandle
 from apiserver.storage.interface import CompactedError
@@ -47,6 +47,9 @@ async def get_object(handle: ResourceHandle, namespace: str | None, name: str) -
     return with_type(from_kv(kv), handle)
 
 
+_LIMIT_CAP = 2**40
+
+
 def too_large_resource_version(requested: int, current: int) -> ApiError:
     """Kubernetes' 504 for a resourceVersion the store has not reached (client-go retries after a second)."""
     return ApiError(504, f"Too large resource version: {requested}, current: {current}", "Timeout",
@@ -56,10 +59,11 @@ def too_large_resource_version(requested: int, current: int) -> ApiError:
 
 async def check_not_future(handle: ResourceHandle, rv: str) -> None:
     """A read at a resourceVersion newer than the store's is a 504, not a hang or a storage error."""
-    if rv.isdigit() and int(rv) > 0:
+    wanted = resource_version_param(rv)
+    if wanted:
         current = await handle.storage.current_revision()
-        if int(rv) > current:
-            raise too_large_resource_version(int(rv), current)
+        if wanted > current:
+            raise too_large_resource_version(wanted, current)
 
 
 def _list_revision(query: Mapping[str, str]) -> int | None:
@@ -72,20 +76,19 @@ def _list_revision(query: Mapping[str, str]) -> int | None:
                           f'"NotOlderThan"')
     if match and not rv:
         raise bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
-    if rv and not rv.isdigit():
-        raise bad_request(f'resourceVersion: Invalid value: "{rv}": must be a non-negative integer')
+    wanted = resource_version_param(rv)
     if match == "Exact":
-        if rv == "0":
+        if not wanted:
             raise bad_request('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
-        return int(rv)
+        return wanted
     return None  # unset, "0" and NotOlderThan are all served at the latest revision
 
 
 async def list_objects(handle: ResourceHandle, namespace: str | None, query: Mapping[str, str]) -> Obj:
     selection = Selection.from_query(handle, query)
-    limit = query_int(query, "limit") or 0
-    if limit < 0:
-        limit = 0
+    # A limit beyond any collection's size means "no paging cut"; capped so storage's own arithmetic on it
+    # (limit + 1 to see whether more follow) stays inside etcd's int64.
+    limit = min(max(query_int(query, "limit") or 0, 0), _LIMIT_CAP)
     prefix = handle.prefix(namespace)
     revision = _list_revision(query)
     await check_not_future(handle, query.get("resourceVersion") or "")

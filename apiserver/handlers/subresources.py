@@ -53,8 +53,13 @@ def to_scale(obj: Obj) -> Obj:
     }
 
 
-def _replicas_of(scale: Any, handle: ResourceHandle, name: str) -> int:
-    replicas = scale.get("spec", {}).get("replicas", 0) if isinstance(scale, dict) else None
+def _replicas_of(state: ServerState, scale: Any, name: str) -> int:
+    """spec.replicas of a Scale the client sent or patched: typed like Kubernetes' decode (a missing spec or
+    replicas is 0), and non-negative."""
+    if not isinstance(scale, dict):
+        raise bad_request("the body of the request must be a Scale object")
+    check_schema(state, scale, group="autoscaling", version="v1", kind="Scale", name=name, mode="Ignore")
+    replicas = (scale.get("spec") or {}).get("replicas", 0)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
         raise ApiError(422, f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {replicas}: '
                             f'must be greater than or equal to 0', "Invalid",
@@ -77,7 +82,7 @@ async def _write_replicas(state: ServerState, handle: ResourceHandle, current: K
 async def update_scale(state: ServerState, handle: ResourceHandle, namespace: str | None, name: str, body: Any,
                        opts: WriteOptions) -> Obj:
     scale = check_type(body, handle, kind="Scale", api_version="autoscaling/v1")
-    replicas = _replicas_of(scale, handle, name)
+    replicas = _replicas_of(state, scale, name)
     wanted_rv = scale["metadata"].get("resourceVersion")
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await read_current(handle, namespace, name)
@@ -99,7 +104,7 @@ async def patch_scale(state: ServerState, handle: ResourceHandle, namespace: str
         current = await read_current(handle, namespace, name)
         scale = to_scale(from_kv(current))
         patched = _patch_scale_doc(state, handle, scale, patch, kind, opts)
-        replicas = _replicas_of(patched, handle, name)
+        replicas = _replicas_of(state, patched, name)
         try:
             return await _write_replicas(state, handle, current, replicas, opts)
         except ConflictError:

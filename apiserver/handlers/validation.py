@@ -35,7 +35,7 @@ def _as_cause(error: Any) -> dict[str, str]:
 def check_schema(state: ServerState, obj: Obj, *, group: str, version: str, kind: str, name: str,
                  mode: str) -> list[str]:
     """Schema validation of the object as the client sent it. Unknown fields are pruned from `obj` in place
-    (Warn and Ignore), as Kubernetes never stores what its typed structs cannot hold."""
+    (Warn and Ignore) and nulls settled, as Kubernetes never stores what its typed structs cannot hold."""
     result = state.schemas.validate(group, version, kind, obj, mode)
     errors = list(getattr(result, "errors", []) or [])
     unknown = list(getattr(result, "unknown", []) or [])
@@ -44,9 +44,25 @@ def check_schema(state: ServerState, obj: Obj, *, group: str, version: str, kind
     if unknown and mode == "Strict":
         raise bad_request(unknown_fields_message(unknown, kind=kind, version=version))
     result.prune_unknown()
+    result.settle_nulls()
     if unknown and mode == "Warn":
         return [unknown_field_warning(p) for p in unknown]
     return []
+
+
+def check_applied_config(state: ServerState, config: Obj, *, group: str, version: str, kind: str,
+                         namespace: str | None, name: str) -> None:
+    """A server-side apply configuration must fit its type before anything merges or defaults it (Kubernetes
+    converts it to a typed value first): a wrongly typed field is the client's 400. It may be partial, so
+    missing required fields are no error here (the merged object is validated as usual). Nulls are settled in
+    place as decoding would."""
+    result = state.schemas.validate(group, version, kind, config, "Ignore")
+    wrong_types = [e for e in result.errors if e.get("reason") == "FieldValueTypeInvalid"]
+    if wrong_types:
+        first = wrong_types[0]
+        raise bad_request(f"failed to create typed patch object ({namespace or ''}/{name}; {group}/{version}, "
+                          f"Kind={kind}): .{first['field']}: {first['message']}")
+    result.settle_nulls()
 
 
 def check_strategy(handle: ResourceHandle, obj: Obj, old: Obj | None) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from aiokube.api.errors import ApiError, bad_request, expired, status_for
+from aiokube.api.errors import ApiError, expired, status_for
 from aiokube.api.types import Obj
-from apiserver.handlers.common import go_bool, query_int, with_type
+from apiserver.handlers.common import go_bool, query_int, resource_version_param, with_type
 from apiserver.handlers.read import too_large_resource_version
 from apiserver.handlers.selection import Selection
 from apiserver.handlers.state import ServerState
@@ -46,8 +46,7 @@ class WatchRequest:
 def parse_watch(handle: ResourceHandle, namespace: str | None, query: Mapping[str, str],
                 table_mode: str | None) -> WatchRequest:
     rv = query.get("resourceVersion") or ""
-    if rv and not rv.isdigit():
-        raise bad_request(f'resourceVersion: Invalid value: "{rv}": must be a non-negative integer')
+    resource_version_param(rv)  # a 400 unless a non-negative int64
     timeout = query_int(query, "timeoutSeconds")
     send_initial = go_bool(query.get("sendInitialEvents"))
     return WatchRequest(handle=handle, namespace=namespace, selection=Selection.from_query(handle, query),

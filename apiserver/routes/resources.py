@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from starlette.datastructures import QueryParams
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from aiokube.api.errors import ApiError, bad_request
@@ -91,6 +91,9 @@ def _verb(method: str, target: Target, watch: bool) -> str:
 
 def _check_verb(target: Target, verb: str) -> None:
     info = target.handle.info
+    if verb in ("update", "patch") and target.name is None:  # PUT and PATCH name one object, never a collection
+        raise ApiError(405, "the server does not allow this method on the requested resource", "MethodNotAllowed",
+                       {"kind": info.plural, "group": info.group, "name": ""})
     if target.subresource:
         allowed: tuple[str, ...] = info.subresources[target.subresource][3]
     else:
@@ -105,14 +108,21 @@ async def _read_body(request: Request, state: ServerState) -> bytes:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ApiError(413, "the request body is too large", "RequestEntityTooLarge")
+    # The ASGI messages themselves rather than request.stream(): an async generator per request costs more
+    # than the whole read of a typical body, which arrives in one message.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "the request body is too large", "RequestEntityTooLarge")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _write_options(request: Request, body_dry_run: list[str] | None = None) -> WriteOptions:

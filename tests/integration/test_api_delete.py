@@ -141,3 +141,20 @@ async def test_resource_version_precondition_on_delete(api: httpx.AsyncClient) -
     exact = {"preconditions": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
     assert (await api.request("DELETE", f"{CM}/rvp", json=exact)).status_code == 200
     assert (await api.get(f"{CM}/rvp")).status_code == 404
+
+
+async def test_absurd_grace_periods_are_handled(api: httpx.AsyncClient) -> None:
+    longest = 2**63 - 1
+    await api.post(PODS, json=pod("forever", node="n1"))
+    answer = await api.delete(f"{PODS}/forever", params={"gracePeriodSeconds": str(longest)})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["metadata"]["deletionTimestamp"] == "9999-12-31T23:59:59Z"  # the latest RFC 3339 can say
+    body = pod("own")
+    body["spec"].update(nodeName="n1", terminationGracePeriodSeconds=longest)
+    await api.post(PODS, json=body)
+    assert (await api.delete(f"{PODS}/own")).status_code == 200
+    await api.post(PODS, json=pod("typed", node="n1"))
+    for wrong in (True, 2**63, "5"):
+        refused = await api.request("DELETE", f"{PODS}/typed", json={"gracePeriodSeconds": wrong})
+        assert refused.status_code == 400, refused.text
+    assert "deletionTimestamp" not in (await api.get(f"{PODS}/typed")).json()["metadata"]

@@ -71,3 +71,7 @@ async def test_unknown_paths_and_methods(api: httpx.AsyncClient) -> None:
     assert (await api.get("/api/v1/pods/x")).status_code == 404  # namespaced object without namespace
     not_allowed = await api.delete("/api/v1/namespaces")  # namespaces have no deletecollection
     assert not_allowed.status_code == 405 and not_allowed.json()["kind"] == "Status"
+    for method in ("PUT", "PATCH"):  # a collection is never replaced or patched whole
+        on_collection = await api.request(method, PODS, json={"metadata": {"name": "x"}},
+                                          headers={"content-type": "application/merge-patch+json"})
+        assert on_collection.status_code == 405 and on_collection.json()["reason"] == "MethodNotAllowed"

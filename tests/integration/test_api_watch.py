@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+
+from apiserver import registry
+from apiserver.watch_cache import WatchCache
 
 pytestmark = pytest.mark.etcd
 
@@ -164,3 +169,34 @@ async def test_send_initial_events_ends_with_a_marked_bookmark(api: httpx.AsyncC
     assert added["type"] == "ADDED" and added["object"]["metadata"]["name"] == "first"
     assert marker["type"] == "BOOKMARK"
     assert marker["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_a_watcher_too_slow_to_keep_up_sees_its_stream_end_cleanly(
+        api: httpx.AsyncClient, apiserver: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kubernetes closes an unresponsive watcher's stream; client-go and kubectl then re-watch from their last
+    # resourceVersion, whereas an ERROR event (code 500) would surface as a failure. A small buffer and a
+    # client that stops reading make this one fall behind quickly.
+    monkeypatch.setattr(registry, "WatchCache", functools.partial(WatchCache, subscriber_buffer=10))
+    rv = (await api.get(CM)).json()["metadata"]["resourceVersion"]
+    host, port = apiserver.removeprefix("http://").split(":")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: it sets the TCP window
+    slow.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(slow, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=slow, limit=1024)
+    writer.write(f"GET {CM}?watch=1&resourceVersion={rv} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    writer.transport.pause_reading()  # the client stops reading: the server's writes back up
+    payload = "x" * 50_000
+    await asyncio.gather(*(api.post(CM, json={"metadata": {"name": f"big-{i}"}, "data": {"a": payload}})
+                           for i in range(80)))
+    writer.transport.resume_reading()
+    received = await asyncio.wait_for(reader.read(-1), 20)  # until the server ends the stream and closes
+    writer.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body.endswith(b"0\r\n\r\n")  # the chunked stream was ended properly...
+    assert b'"ERROR"' not in body  # ...without an error event
+    assert body.count(b'"type":"ADDED"') < 80  # and before the end: it fell behind
+    async with watching(api, CM, resourceVersion=rv) as again:  # re-watching from its RV gets everything
+        assert [(await again.next())["object"]["metadata"]["name"] for _ in range(80)][-1].startswith("big-")

@@ -13,6 +13,7 @@ from dataclasses import replace
 import uvicorn
 
 from apiserver.app import create_app
+from apiserver.coalescing import CoalescingHttpToolsProtocol
 from apiserver.config import Config
 from tests.support.etcd import free_port
 
@@ -24,7 +25,7 @@ def running_apiserver(etcd_url: str, etcd_prefix: str, **overrides: object) -> I
     config = replace(Config(etcd_servers=(etcd_url,), etcd_prefix=etcd_prefix, port=port), **overrides)  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, lifespan="on",
                                            log_level="warning", access_log=False, timeout_graceful_shutdown=2,
-                                           http="httptools"))
+                                           http=CoalescingHttpToolsProtocol))  # as `python -m apiserver`
     with serving_in_thread(server, f"http://127.0.0.1:{port}", f"apiserver-{port}") as url:
         yield url
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aiokube.api.errors import ApiError
-from apiserver.codec import decode_body
+from apiserver.codec import MAX_NESTING_DEPTH, decode_body, duplicate_fields
 from apiserver.handlers.common import go_bool
 from apiserver.handlers.read import decode_continue, encode_continue
 from apiserver.handlers.subresources import selector_string
@@ -43,6 +43,15 @@ def test_json_and_yaml_bodies() -> None:
     with pytest.raises(ApiError) as err:
         decode_body(b"x", "application/cbor")
     assert err.value.code == 415
+
+
+@pytest.mark.parametrize("body", [b"a: \x00\n", b"a: \x07b\n"])
+def test_unprintable_yaml_is_a_400(body: bytes) -> None:
+    for content_type in ("application/yaml", "application/apply-patch+yaml"):
+        with pytest.raises(ApiError) as err:
+            decode_body(body, content_type)
+        assert err.value.code == 400
+    assert duplicate_fields(body, "application/yaml") == []  # not an exception: decode_body reports the 400
 
 
 def test_protobuf_deployment_as_go_writes_it() -> None:
@@ -107,3 +116,28 @@ def test_scale_selector_string() -> None:
                 "matchExpressions": [{"key": "tier", "operator": "In", "values": ["fe", "be"]},
                                      {"key": "x", "operator": "Exists"}]}
     assert selector_string(selector) == "a=1,b=2,tier in (be,fe),x"
+
+
+def test_duplicate_keys_are_found_in_compact_and_spaced_json() -> None:
+    # Compact bodies that orjson re-encodes identically skip the full scan; the rest take it.
+    assert duplicate_fields(b'{"metadata":{"name":"a"},"data":{"v":"x"}}', "application/json") == []
+    assert duplicate_fields(b'{"a": 1, "b": {"c": 2}}\n', "application/json") == []
+    assert duplicate_fields(b'{"metadata":{"name":"a","name":"b"}}', "application/json") == [
+        'duplicate field "metadata.name"']
+    assert duplicate_fields(b'{"spec":{"replicas":1},"spec":{"replicas":2}}', "application/json") == [
+        'duplicate field "spec"']
+    assert duplicate_fields(b'{"a": [{"k": 1, "k": 1}]}', "application/json") == ['duplicate field "a[0].k"']
+    assert duplicate_fields(b'{"a":"\\u00e9","a":"\\u00e9"}', "application/json") == ['duplicate field "a"']
+    assert duplicate_fields(b'{"a":NaN}', "application/json") == []  # unparseable by orjson: the full scan
+
+
+def test_nesting_depth_is_limited_whatever_the_bracket_count() -> None:
+    limit = MAX_NESTING_DEPTH
+    assert decode_body(b"[" * limit + b"]" * limit, "application/json") is not None
+    with pytest.raises(ApiError) as err:
+        decode_body(b"[" * (limit + 1) + b"]" * (limit + 1), "application/json")
+    assert err.value.code == 400
+    # Many brackets but shallow (the count alone would not prove it): the walk decides.
+    assert len(decode_body(b"[" + b",".join([b"[]"] * (2 * limit)) + b"]", "application/json")) == 2 * limit
+    # Brackets inside strings count but never make a shallow body fail.
+    assert decode_body(b'{"s": "' + b"[" * (2 * limit) + b'"}', "application/json") == {"s": "[" * (2 * limit)}

@@ -89,6 +89,29 @@ def test_null_values_and_free_form_objects_are_accepted(schemas: SchemaRegistry)
     assert result.ok and result.unknown == []
 
 
+def test_nulls_settle_as_a_typed_decode_leaves_them(schemas: SchemaRegistry) -> None:
+    obj = pod()
+    obj["spec"]["nodeSelector"] = None  # a null field: dropped
+    obj["spec"]["tolerations"] = [None, {"key": "k", "operator": "Exists"}]  # a null struct item: {}
+    obj["spec"]["containers"][0]["args"] = ["a", None]  # a null string item: ""
+    obj["metadata"]["labels"] = {"a": None}  # a null map value: ""
+    obj["metadata"]["annotations"] = None
+    obj["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": None}]
+    result = schemas.validate("", "v1", "Pod", obj)
+    assert result.ok and result.unknown == []
+    result.settle_nulls()
+    assert "nodeSelector" not in obj["spec"] and "annotations" not in obj["metadata"]
+    assert obj["spec"]["tolerations"] == [{}, {"key": "k", "operator": "Exists"}]
+    assert obj["spec"]["containers"][0]["args"] == ["a", ""]
+    assert obj["spec"]["containers"][0]["ports"] == [{"containerPort": 80}]
+    assert obj["metadata"]["labels"] == {"a": ""}
+    free_form = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "managedFields": [
+        {"manager": "m", "fieldsV1": {"f:x": None}}]}, "involvedObject": {}}
+    kept = schemas.validate("", "v1", "Event", free_form)
+    kept.settle_nulls()
+    assert free_form["metadata"]["managedFields"][0]["fieldsV1"] == {"f:x": None}  # free-form data is data
+
+
 def test_duplicate_fields() -> None:
     assert find_duplicate_fields(b'{"spec": {"replicas": 1, "replicas": 2}}') == ["replicas"]
     assert find_duplicate_fields(b"not json") == []
