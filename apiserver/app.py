@@ -61,8 +61,12 @@ class ApiServerApp:
 
     async def _connect_etcd(self) -> Storage:
         from apiserver.storage.etcd import EtcdStorage
+        from apiserver.storage.etcd_tls import ClientTlsFiles
 
-        storage = EtcdStorage(list(self.config.etcd_servers))
+        config = self.config
+        tls = ClientTlsFiles(config.etcd_cafile, config.etcd_certfile, config.etcd_keyfile) \
+            if config.etcd_cafile and config.etcd_certfile and config.etcd_keyfile else None
+        storage = EtcdStorage(list(config.etcd_servers), tls=tls)
         await storage.connect()
         return storage
 

@@ -41,6 +41,11 @@ class Config:
     kubelet_certificate_authority: str | None = None
     kubelet_client_certificate: str | None = None
     kubelet_client_key: str | None = None
+    # etcd over TLS (https --etcd-servers): the etcd CA and this server's etcd client certificate (all three
+    # together); unset = plain http to etcd.
+    etcd_cafile: str | None = None
+    etcd_certfile: str | None = None
+    etcd_keyfile: str | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -68,7 +73,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--kubelet-certificate-authority", help="CA that signed the node agents' serving certs")
     parser.add_argument("--kubelet-client-certificate", help="client certificate presented to node agents")
     parser.add_argument("--kubelet-client-key", help="the private key of --kubelet-client-certificate")
+    parser.add_argument("--etcd-cafile", help="verify https etcd members with this CA (PEM)")
+    parser.add_argument("--etcd-certfile", help="client certificate presented to etcd (PEM)")
+    parser.add_argument("--etcd-keyfile", help="the private key of --etcd-certfile (PEM)")
     args = parser.parse_args(argv)
+    etcd_tls = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
+    if any(etcd_tls) and not all(etcd_tls):
+        parser.error("--etcd-cafile, --etcd-certfile and --etcd-keyfile go together")
     try:
         ipaddress.ip_network(args.service_cluster_ip_range)
     except ValueError as error:
@@ -92,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         kubelet_certificate_authority=args.kubelet_certificate_authority,
         kubelet_client_certificate=args.kubelet_client_certificate,
         kubelet_client_key=args.kubelet_client_key,
+        etcd_cafile=args.etcd_cafile,
+        etcd_certfile=args.etcd_certfile,
+        etcd_keyfile=args.etcd_keyfile,
     )
 
 

@@ -1,19 +1,26 @@
 """Write a control plane's PKI and kubeconfigs: CA, API server serving certificate, and client certificates for
-the admin, the controller-manager and the scheduler (deploy/README.md). Idempotent for the CA: an existing
-ca.crt/ca.key in OUT/pki is kept, so every control-plane machine of an HA setup can share one CA.
+the admin, the controller-manager and the scheduler (deploy/README.md); and this machine's etcd TLS files,
+under their own etcd CA as kubeadm does (aiokube/cluster/etcd_pki.py), in OUT/pki/etcd:
+    ca.crt ca.key                      the etcd CA
+    server.* peer.*                    this machine's etcd member (SANs: --etcd-ip, 127.0.0.1, localhost)
+    apiserver-etcd-client.*            kube-apiserver --etcd-cafile ca.crt --etcd-certfile/--etcd-keyfile these
+    healthcheck-client.*               for `etcdctl`/status checks
+Idempotent for both CAs: an existing ca.crt/ca.key in OUT/pki and OUT/pki/etcd is kept, so every control-plane
+machine of an HA setup can share them (copy both before running this on the other machines).
 
     python deploy/make_control_plane_pki.py --ip 10.0.0.11 [--ip 10.0.0.12 …] [--server https://10.0.0.11:6443] \
-        --out /etc/aiokube
+        [--etcd-name cp1] [--etcd-ip 10.0.0.11] --out /etc/aiokube
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 import yaml
 
-from aiokube.cluster import pki
+from aiokube.cluster import etcd_pki, pki
 
 
 def kubeconfig(path: str, server: str, ca: pki.CertKey, client: pki.CertKey) -> None:
@@ -28,13 +35,28 @@ def kubeconfig(path: str, server: str, ca: pki.CertKey, client: pki.CertKey) -> 
         yaml.safe_dump(config, f, sort_keys=False)
 
 
-def main() -> None:
+def write_etcd_pki(pki_dir: str, *, name: str, ip: str) -> str:
+    """This machine's etcd member and client files in `pki_dir`/etcd; returns that directory."""
+    etcd_dir = os.path.join(pki_dir, "etcd")
+    ca = etcd_pki.load_or_create_etcd_ca(etcd_dir)
+    etcd_pki.write_member_files(ca, etcd_dir, name=name, ip=ip)
+    etcd_pki.write_client_files(ca, etcd_dir)
+    etcd_pki.write_client_files(ca, etcd_dir, name=etcd_pki.HEALTHCHECK_CLIENT,
+                                common_name=etcd_pki.HEALTHCHECK_CLIENT_CN)
+    return etcd_dir
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ip", action="append", required=True, help="an address the API server is reached at")
     parser.add_argument("--dns", action="append", default=[], help="a DNS name the API server is reached at")
     parser.add_argument("--server", default=None, help="URL the kubeconfigs use (default https://<first ip>:6443)")
+    parser.add_argument("--etcd-name", default=socket.gethostname(),
+                        help="this machine's etcd member name (ETCD_NAME; default: the host name)")
+    parser.add_argument("--etcd-ip", default=None,
+                        help="the address this machine's etcd member serves at (NODE_IP; default: the first --ip)")
     parser.add_argument("--out", default="/etc/aiokube")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     pki_dir = os.path.join(args.out, "pki")
     ca = pki.load_or_create_ca(pki_dir)
     serving = pki.issue_serving_cert(ca, "kube-apiserver", ips=[*args.ip, "127.0.0.1"],
@@ -46,7 +68,8 @@ def main() -> None:
                pki.issue_client_cert(ca, pki.CONTROLLER_MANAGER_USER))
     kubeconfig(os.path.join(args.out, "scheduler.conf"), "https://127.0.0.1:6443", ca,
                pki.issue_client_cert(ca, pki.SCHEDULER_USER))
-    print(f"wrote {pki_dir} and admin/controller-manager/scheduler kubeconfigs in {args.out}")
+    etcd_dir = write_etcd_pki(pki_dir, name=args.etcd_name, ip=args.etcd_ip or args.ip[0])
+    print(f"wrote {pki_dir} (etcd: {etcd_dir}) and admin/controller-manager/scheduler kubeconfigs in {args.out}")
     print(f"cluster CA hash: {pki.ca_cert_hash(ca.cert)}")
 
 

@@ -149,6 +149,18 @@ def issue_serving_cert(ca: CertKey, common_name: str, *, dns_names: Sequence[str
     return _issue(ca, _name(common_name), [ExtendedKeyUsageOID.SERVER_AUTH], sans, validity)
 
 
+def issue_server_client_cert(ca: CertKey, common_name: str, *, dns_names: Sequence[str] = (),
+                             ips: Sequence[str] = (), validity: datetime.timedelta = CERT_VALIDITY) -> CertKey:
+    """A certificate both serving TLS and presented as a client, as an etcd member's (it dials its peers with
+    the same certificate it serves with, like kubeadm's etcd/server.crt and etcd/peer.crt)."""
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    if not sans:
+        raise ValueError("a serving certificate needs at least one DNS name or IP address")
+    return _issue(ca, _name(common_name), [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                  sans, validity)
+
+
 def issue_client_cert(ca: CertKey, user: str, groups: Sequence[str] = (), *,
                       validity: datetime.timedelta = CERT_VALIDITY) -> CertKey:
     """A TLS client certificate naming `user` (CN) in `groups` (one O each)."""

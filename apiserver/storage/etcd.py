@@ -17,6 +17,9 @@ within that same budget, writes are not (a write that broke mid-flight may have 
     await storage.connect()      # inside the running loop: gRPC objects belong to one loop
     ...
     await storage.close()
+
+https members (kube-apiserver's --etcd-cafile/--etcd-certfile/--etcd-keyfile): `EtcdStorage(["https://…"],
+tls=ClientTlsFiles(ca, cert, key))` connects through apiserver/storage/etcd_tls.py.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import grpc
 from aetcd import rpc, utils
 
 from apiserver.storage.etcd_errors import retry_read, translate
+from apiserver.storage.etcd_tls import ClientTlsFiles, SecureClient
 from apiserver.storage.etcd_watch import probe_compact_revision, watch_range
 from apiserver.storage.interface import (
     CompactedError,
@@ -60,18 +64,22 @@ _CHANNEL_OPTIONS = {
 }
 
 
-def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
+def grpc_target(endpoints: Sequence[str], *, secure: bool = False) -> tuple[str, int]:
     """(host, port) for aetcd, which builds the gRPC target as f"{host}:{port}".
 
     Several IP endpoints become one `ipv4:` target listing them all, so gRPC fails over between them
-    (pick_first); otherwise the first endpoint is used.
+    (pick_first); otherwise the first endpoint is used. Every endpoint is https:// when `secure` (TLS client
+    files are given), http:// otherwise: one channel speaks one of them.
     """
     if not endpoints:
         raise ValueError("at least one etcd endpoint is required")
-    parsed = [urlsplit(e if "://" in e else f"http://{e}") for e in endpoints]
+    scheme = "https" if secure else "http"
+    parsed = [urlsplit(e if "://" in e else f"{scheme}://{e}") for e in endpoints]
     for url in parsed:
-        if url.scheme != "http":
-            raise ValueError(f"unsupported etcd endpoint {url.geturl()!r}: only http:// is implemented")
+        if url.scheme != scheme:
+            raise ValueError(f"unsupported etcd endpoint {url.geturl()!r}: "
+                             + ("with --etcd-cafile/--etcd-certfile/--etcd-keyfile every endpoint is https://"
+                                if secure else "https:// needs --etcd-cafile, --etcd-certfile and --etcd-keyfile"))
     addresses = [(url.hostname or "127.0.0.1", url.port or 2379) for url in parsed]
     if len(addresses) > 1 and all(host.replace(".", "").isdigit() for host, _ in addresses):
         listed = ",".join(f"{host}:{port}" for host, port in addresses)
@@ -101,15 +109,20 @@ class EtcdStorage:
     """Storage on etcd. See the module docstring for the transaction of each verb."""
 
     def __init__(self, endpoints: Sequence[str], *, request_timeout: float = 5.0,
-                 watch_reconnect_timeout: float = 60.0) -> None:
-        self._host, self._port = grpc_target(endpoints)
+                 watch_reconnect_timeout: float = 60.0, tls: ClientTlsFiles | None = None) -> None:
+        self._host, self._port = grpc_target(endpoints, secure=tls is not None)
+        self._tls = tls
         self._endpoints = list(endpoints)
         self._request_timeout = request_timeout
         self._watch_reconnect_timeout = watch_reconnect_timeout
         self._client: aetcd.Client | None = None
 
     async def connect(self) -> None:
-        client = aetcd.Client(host=self._host, port=self._port, timeout=None, options=_CHANNEL_OPTIONS)
+        if self._tls is not None:
+            client: aetcd.Client = SecureClient(host=self._host, port=self._port, tls=self._tls,
+                                                options=_CHANNEL_OPTIONS)
+        else:
+            client = aetcd.Client(host=self._host, port=self._port, timeout=None, options=_CHANNEL_OPTIONS)
         await client.connect()
         self._client = client
 
