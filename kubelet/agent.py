@@ -18,6 +18,7 @@ from aiokube.api.types import Obj
 from aiokube.client import ApiClient, EventRecorder, Informer
 from kubelet.actions import CRASH_LOOP_BACK_OFF, backoff_key, compute_pod_actions
 from kubelet.backoff import Backoff
+from kubelet.cgroups import pod_cgroup_uids, remove_pod_cgroup
 from kubelet.config import KubeletConfig
 from kubelet.cri import CriError, RuntimeClient
 from kubelet.events import PodEvents
@@ -60,7 +61,7 @@ class Kubelet:
                                          self.node_allocatable, self.events)
         self.workers = PodWorkers(self.sync)
         self.pleg = Pleg(runtime, config.node_name, self.workers.update, period=config.pleg_period)
-        self.probes = ProbeManager(runtime, self.workers.update)
+        self.probes = ProbeManager(runtime, self.workers.update, on_failure=self._probe_failed)
         self.statuses = StatusManager(api)
         self.node_status = NodeStatusReporter(
             api, runtime, NodeIdentity(config.node_name, self.node_ip, config.pod_cidr, config.root_dir,
@@ -85,6 +86,11 @@ class Kubelet:
             log.debug("pod %s/%s (%s) seen", meta.get("namespace"), meta["name"], meta["uid"])
         self._uid_to_key[meta["uid"]] = f"{meta.get('namespace', 'default')}/{meta['name']}"
         self.workers.update(meta["uid"])
+
+    def _probe_failed(self, uid: str, message: str) -> None:
+        pod = self.pod_by_uid(uid)
+        if pod is not None:
+            self.events.emit(pod, "Warning", "Unhealthy", message)
 
     def pod_by_uid(self, uid: str) -> Obj | None:
         key = self._uid_to_key.get(uid)
@@ -207,6 +213,21 @@ class Kubelet:
         for uid in (self.pleg.known_uids() | set(self.volumes.known_pod_uids())) - known:
             if not self.workers.busy(uid):
                 self.workers.update(uid)
+        await self._remove_leftover_cgroups(known)
+
+    async def _remove_leftover_cgroups(self, api_uids: set[str]) -> None:
+        """Remove pod cgroups that belong to no API pod and no runtime sandbox: nothing would ever remove them.
+
+        The runtime is listed afresh (not the PLEG's cache) so a sandbox created since the last relist keeps its
+        cgroup; pods with a worker in flight are left to that worker."""
+        leftovers = pod_cgroup_uids(self.config.cgroup_prefix, self.config.cgroup_root) - api_uids
+        if not leftovers:
+            return
+        runtime_uids = set(await list_runtime_pods(self.runtime, self.config.node_name, details=False))
+        for uid in leftovers - runtime_uids:
+            if not self.workers.busy(uid):
+                log.info("removing leftover cgroup of pod %s", uid)
+                remove_pod_cgroup(self.manager.node.cgroup_parent(uid), self.config.cgroup_root)
 
     async def _housekeeping_loop(self) -> None:
         while True:

@@ -14,6 +14,7 @@ class KubeletConfig:
     node_ip: str = ""
     pod_cidr: str | None = None
     cgroup_prefix: str = "aiokube"
+    cgroup_root: str = "/sys/fs/cgroup"  # where housekeeping looks for leftover pod cgroups (tests: a temp dir)
     server_port: int = 10250
     server_address: str = "0.0.0.0"
     tls_cert_file: str | None = None  # both set: the node server speaks HTTPS

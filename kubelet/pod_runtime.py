@@ -169,7 +169,7 @@ class PodRuntimeManager:
         """preStop (within the grace period), then StopContainer: SIGTERM, SIGKILL when the grace runs out."""
         if not record.running:
             return
-        deadline = time.monotonic() + grace
+        started = time.monotonic()
         container = _container_spec(pod, record.name) if pod else None
         pre_stop = ((container or {}).get("lifecycle") or {}).get("preStop")
         if pre_stop and container is not None and grace > 0:
@@ -179,7 +179,9 @@ class PodRuntimeManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run_handler(pre_stop, runtime=self.runtime, container_id=record.id,
                                                    container=container, pod_ip=pod_ip, timeout=grace), grace)
-        remaining = max(0, int(deadline - time.monotonic()))
+        # Whole seconds the preStop hook used come off the grace (as the kubelet counts them): truncating the
+        # remainder instead would cut a second off every stop, preStop or not.
+        remaining = max(0, grace - int(time.monotonic() - started))
         if grace > 0:
             remaining = max(remaining, MIN_STOP_GRACE)
         try:
@@ -189,10 +191,16 @@ class PodRuntimeManager:
                 raise
 
     async def kill_pod(self, pod: Obj | None, rt: PodRuntimeStatus, grace: int | None = None) -> None:
-        """Stop every running container (in parallel, each with the grace period), then the sandboxes."""
-        grace = (termination_grace(pod) if pod else DEFAULT_GRACE) if grace is None else grace
-        await asyncio.gather(*(self.kill_container(pod, c, grace if pod else c.grace_period)
-                               for c in rt.running_containers))
+        """Stop every running container (in parallel, each with the grace period), then the sandboxes.
+
+        The grace period is `grace` when given (0 forces SIGKILL at once), else the pod's, else (no pod object
+        left) each container's own, recorded when it was created."""
+        def grace_of(c: ContainerRecord) -> int:
+            if grace is not None:
+                return grace
+            return termination_grace(pod) if pod else c.grace_period
+
+        await asyncio.gather(*(self.kill_container(pod, c, grace_of(c)) for c in rt.running_containers))
         for sandbox in rt.sandboxes:
             if sandbox.ready:
                 try:

@@ -2,7 +2,8 @@
 
 Each worker honours initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold and failureThreshold,
 and calls `on_change(pod uid)` when its verdict flips, so the pod worker re-syncs (restart on liveness failure,
-new readiness in status). Liveness and readiness wait until the startup probe (if any) has succeeded.
+new readiness in status). Liveness and readiness wait until the startup probe (if any) has succeeded. Every failed
+probe is also reported through `on_failure(pod uid, message)` (the kubelet's `Unhealthy` warning events).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kubelet.status import ProbeView
 log = logging.getLogger(__name__)
 
 KINDS = ("startupProbe", "livenessProbe", "readinessProbe")
+EVENT_NAMES = {"startupProbe": "Startup", "livenessProbe": "Liveness", "readinessProbe": "Readiness"}
 
 
 @dataclass
@@ -39,9 +41,11 @@ ProbeRunner = Callable[..., Awaitable[HandlerResult]]  # run_handler's signature
 class ProbeManager:
     def __init__(self, runtime: RuntimeClient, on_change: Callable[[str], None], *,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 run_probe: ProbeRunner = run_handler) -> None:
+                 run_probe: ProbeRunner = run_handler,
+                 on_failure: Callable[[str, str], None] | None = None) -> None:
         self.runtime = runtime
         self.on_change = on_change
+        self.on_failure = on_failure
         self._sleep = sleep  # injected in tests (a fake clock) so probe timing is checked without waiting
         self._run_probe = run_probe
         self._pods: dict[str, dict[str, _ContainerProbes]] = {}  # uid -> container name -> state
@@ -112,6 +116,8 @@ class ProbeManager:
                 successes, failures = successes + 1, 0
             else:
                 successes, failures = 0, failures + 1
+                if self.on_failure is not None:
+                    self.on_failure(uid, f"{EVENT_NAMES[kind]} probe failed: {result.message}")
             changed = False
             if kind == "startupProbe":
                 if successes >= 1:

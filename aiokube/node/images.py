@@ -1,7 +1,8 @@
 """Local images for nodes without a registry: build (cached) OCI tarballs and import them into containerd.
 
 The build scripts live in deploy/images/; a tarball is rebuilt only when missing, so repeated test sessions
-and `aiokube up` pay for it once.
+and `aiokube up` pay for it once. Imports take OCI archives (named through a base name) and docker-save
+archives (named by their own RepoTags).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def base_name_of(ref: str) -> str:
 
 
 def import_image(socket: str, tar_path: str, *, base_name: str, namespace: str = "k8s.io") -> None:
-    """`ctr -a SOCK -n k8s.io images import --base-name NAME TAR` (the CRI plugin sees namespace k8s.io)."""
+    """`ctr -a SOCK -n k8s.io images import --base-name NAME TAR` (the CRI plugin sees namespace k8s.io).
+
+    OCI archives take their names from the base name; docker-save archives keep their own RepoTags (ctr
+    ignores the base name for them)."""
     result = subprocess.run(
         ["ctr", "-a", socket, "-n", namespace, "images", "import", "--base-name", base_name, tar_path],
         capture_output=True, text=True,

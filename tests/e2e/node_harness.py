@@ -23,6 +23,8 @@ from kubelet.agent import Kubelet
 from kubelet.config import KubeletConfig
 from kubelet.cri import RuntimeClient
 
+SHUTDOWN_DRAIN_SECONDS = 15.0  # bounds a stop in flight: the harness's pods use grace periods of a few seconds
+
 
 def _key(resource: str, namespace: str | None, name: str) -> tuple[str, str, str]:
     return (resource, namespace or "", name)
@@ -159,6 +161,11 @@ class Harness:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # As the agent's own shutdown does: let syncs in flight finish first. Cancelled here, a liveness restart's
+        # StopContainer went on inside containerd (a cancelled CRI call is not undone) while the test's teardown
+        # stopped the same container again, two stops racing on a loaded machine.
+        self.kubelet.probes.close()
+        await self.kubelet.workers.drain(SHUTDOWN_DRAIN_SECONDS)
         await self.kubelet.close()
         await self.runtime.close()
 

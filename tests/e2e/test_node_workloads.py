@@ -4,6 +4,8 @@ unused-image garbage collection through CRI ListImages/RemoveImage."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import time
 import uuid
@@ -13,7 +15,7 @@ import pytest
 
 from aiokube.node.images import SCRIPTS_DIR, import_image
 from kubelet.image_gc import ImageGarbageCollector, ImageGCPolicy
-from tests.e2e.node_harness import Harness, b64, container_state
+from tests.e2e.node_harness import Harness, b64, container_state, exists
 from tests.e2e.test_node_runtime import containerd, node, pod, running  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.containerd, pytest.mark.timeout(120)]
@@ -134,3 +136,33 @@ async def test_image_gc_removes_only_unused_images_under_disk_pressure(node: Har
     # Kept: the sandbox image and the image a container uses (the running pod's busybox).
     assert await node.runtime.image_status("localhost/pause:3.9") is not None
     assert await node.runtime.image_status("localhost/busybox:latest") is not None
+
+
+def plant_cgroups(directories: list[str]) -> None:
+    for directory in directories:
+        os.makedirs(os.path.join(directory, "ctr"))
+
+
+def unplant_cgroups(directories: list[str]) -> None:
+    for directory in directories:
+        for path in (os.path.join(directory, "ctr"), directory):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+
+
+async def test_housekeeping_removes_leftover_pod_cgroups_only(node: Harness) -> None:  # noqa: F811
+    node.api.add_pod(pod("owner", [{"name": "main", "command": ["sleep", "3600"]}]), node.config.node_name)
+    await node.wait_for(lambda: running(node, "owner"), what="owner Running")
+    live_uid = node.api.pod("owner")["metadata"]["uid"]  # type: ignore[index]
+    # A pod cgroup no sandbox and no API pod owns, as an agent killed mid-removal leaves it: planted in the real
+    # cgroupfs (mkdir there creates a cgroup) in two hierarchies, each with a child like a container's.
+    prefix = node.config.cgroup_prefix
+    planted = [f"/sys/fs/cgroup/{h}/{prefix}/pod{uuid.uuid4()}" for h in ("memory", "pids")]
+    plant_cgroups(planted)
+    try:
+        await node.kubelet.housekeeping()
+        assert not any(exists(directory) for directory in planted)
+        assert exists(f"/sys/fs/cgroup/memory/{prefix}/pod{live_uid}")  # the running pod's cgroup stays
+        assert running(node, "owner")
+    finally:
+        unplant_cgroups(planted)

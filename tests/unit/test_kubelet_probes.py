@@ -115,3 +115,21 @@ async def test_failed_startup_probe_marks_the_container_for_restart() -> None:
     assert manager.liveness_failed("u1") == {"app"} and changes == ["u1"]
     assert runner.times("startup") == [0, 5]
     manager.close()
+
+
+async def test_every_failed_probe_is_reported_for_an_unhealthy_event() -> None:
+    clock = FakeClock()
+    runner = ScriptedProbes(clock, {"live": [False]})
+    failures: list[tuple[str, str]] = []
+    manager = ProbeManager(None, lambda _uid: None, sleep=clock.sleep, run_probe=runner,  # type: ignore[arg-type]
+                           on_failure=lambda uid, message: failures.append((uid, message)))
+    pod = {"metadata": {"uid": "u1", "name": "p", "namespace": "default"},
+           "spec": {"containers": [{"name": "app", "image": "busybox",
+                                    "livenessProbe": probe("live", periodSeconds=1, failureThreshold=2)}]}}
+    manager.sync(pod, PodRuntimeStatus("u1", sandboxes=[SandboxRecord("s1", True, 0, 1.0, ip="10.0.0.5")],
+                                       containers=[ContainerRecord("c1", "app", "s1", "running", 0, "h")]))
+    await settle()
+    await advance_to(clock, 1)
+    # One report per failed probe run (the recorder aggregates repeats), each naming the probe kind.
+    assert failures == [("u1", "Liveness probe failed: "), ("u1", "Liveness probe failed: ")]
+    manager.close()
