@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default=os.uname().nodename.lower())
     p.add_argument("--data-dir", default="/var/lib/aiokube")
     p.add_argument("--node-ip", default=None, help="default: the address used to reach the API server")
-    p.add_argument("--pod-cidr", default=None, help="default: 10.244.<last octet of the node IP>.0/24")
+    p.add_argument("--pod-cidr", default=None, help="default: the /24 the controller-manager allocates to the Node")
     p.add_argument("--systemd", action="store_true", help="write systemd units instead of starting processes")
     p.add_argument("--unit-dir", default="/etc/systemd/system")
     p.add_argument("--no-start", action="store_true", help="only get the credentials; start nothing")

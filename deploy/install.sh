@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything aiokube needs on a Debian 12 machine:
-# system packages (etcd, containerd, runc, CNI plugins, busybox-static, umoci, nftables)
+# system packages (etcd, containerd, runc, CNI plugins, busybox-static, umoci, nftables; cloud-init only for its
+# `cloud-init schema` check of deploy/cloud-init)
 # and the project's Python environment in .venv. Safe to run again; does nothing already done.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev)
+packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev cloud-init)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +21,14 @@ if ((${#missing[@]})); then
   for svc in etcd containerd; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
+  # cloud-init is here only for its schema validator. Installed just now, it configured nothing on this machine,
+  # so keep it from acting at the next boot (cloud-init's documented off switch, and its units disabled).
+  if [[ " ${missing[*]} " == *" cloud-init "* ]]; then
+    $SUDO touch /etc/cloud/cloud-init.disabled
+    for svc in cloud-init-local cloud-init cloud-config cloud-final; do
+      $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
+    done
+  fi
 fi
 
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
