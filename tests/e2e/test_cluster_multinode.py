@@ -2,9 +2,11 @@
 containerd, node agent, DNS server and a service proxy), driven by the real kubectl.
 
 Shows, in file order on the same cluster: a Deployment spreads over the three nodes; a pod on node 1 reaches
-pods on nodes 2 and 3 by IP; `web.default.svc.cluster.local` answers from a pod and is balanced over backends
-on every node; cluster DNS answers for normal and headless Services; a NodePort answers on every node IP; a
-pod whose readiness fails leaves the rotation; deleting a Service removes its rules on every node; `kubectl
+pods on nodes 2 and 3 by IP; a listener pod on node 3 sees the real source IP of pods on nodes 1 and 2 (by pod
+IP and through a ClusterIP); `web.default.svc.cluster.local` (a named targetPort) answers from a pod and is
+balanced over backends on every node; every node's cluster DNS answers for normal and headless Services; a
+NodePort answers on every node IP; a pod whose readiness fails leaves the rules of all three nodes within 1.5 s
+of its Ready=False (measured and printed); deleting a Service removes its rules on every node; `kubectl
 logs` (plain, --tail, -f), `kubectl exec` (stdin, exit codes) and `kubectl top` (through the API server to the
 node agents' TLS servers); a pod reaches the API server through the `kubernetes` Service over verified TLS;
 no credentials → 401, and node-1's credential cannot touch a pod bound to node-2 (403); `aiokube image
@@ -15,10 +17,12 @@ route, nft table, CNI chain, cgroup or mount behind.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import ipaddress
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -26,6 +30,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -70,6 +75,7 @@ MANIFESTS = textwrap.dedent(f"""\
             image: localhost/busybox:latest
             imagePullPolicy: Never
             command: ["sh", "-c", "hostname > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+            ports: [{{name: http, containerPort: 8080}}]
             readinessProbe: {{httpGet: {{path: /index.html, port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
     ---
     apiVersion: v1
@@ -77,7 +83,7 @@ MANIFESTS = textwrap.dedent(f"""\
     metadata: {{name: web}}
     spec:
       selector: {{app: web}}
-      ports: [{{name: http, port: 80, targetPort: 8080}}]
+      ports: [{{name: http, port: 80, targetPort: http}}]  # named: resolved per pod through containerPorts
     ---
     apiVersion: v1
     kind: Service
@@ -105,6 +111,32 @@ MANIFESTS = textwrap.dedent(f"""\
         image: localhost/busybox:latest
         imagePullPolicy: Never
         command: ["sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]
+    ---
+    apiVersion: v1
+    kind: Pod
+    metadata: {{name: peer-echo, labels: {{app: peer-echo}}}}
+    spec:
+      nodeName: node-3
+      containers:
+      - name: httpd
+        image: localhost/busybox:latest
+        imagePullPolicy: Never
+        # A CGI answering the peer address httpd saw: shows whether traffic kept its source IP.
+        command:
+        - sh
+        - -c
+        - |
+          mkdir -p /tmp/w/cgi-bin
+          printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /tmp/w/cgi-bin/peer
+          chmod +x /tmp/w/cgi-bin/peer
+          exec httpd -f -p 0.0.0.0:8080 -h /tmp/w  # IPv4 socket: REMOTE_ADDR without ::ffff:
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {{name: peer-echo}}
+    spec:
+      selector: {{app: peer-echo}}
+      ports: [{{port: 80, targetPort: 8080}}]
 """)
 
 
@@ -175,9 +207,9 @@ def ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def http_get_script(host: str, port: int, count: int = 1) -> str:
+def http_get_script(host: str, port: int, count: int = 1, path: str = "/index.html") -> str:
     """busybox sh: `count` HTTP/1.0 requests through nc (busybox wget segfaults here), printing each body."""
-    request = f"printf 'GET /index.html HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} {port} | tail -n 1"
+    request = f"printf 'GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 3 {host} {port} | tail -n 1"
     return f"for i in $(seq {count}); do {request}; done"
 
 
@@ -214,9 +246,9 @@ def test_nodes_have_their_own_addresses_and_pod_cidrs(cluster: Cluster) -> None:
     nodes = {n["metadata"]["name"]: n for n in cluster.get("nodes")["items"]}
     assert sorted(nodes) == list(NODES)
     # nodeipam's allocations: distinct /24s of the cluster CIDR, the ones `up` routes from the host.
-    cidrs = {name: ipaddress.ip_network(nodes[name]["spec"]["podCIDR"]) for name in NODES}
+    cidrs = {name: ipaddress.IPv4Network(nodes[name]["spec"]["podCIDR"]) for name in NODES}
     assert len(set(cidrs.values())) == len(NODES)
-    assert all(c.prefixlen == 24 and c.subnet_of(ipaddress.ip_network("10.244.0.0/16")) for c in cidrs.values())
+    assert all(c.prefixlen == 24 and c.subnet_of(ipaddress.IPv4Network("10.244.0.0/16")) for c in cidrs.values())
     assert {n.name: n.pod_cidr for n in cluster.state.nodes} == {name: str(c) for name, c in cidrs.items()}
     for name in NODES:
         node = nodes[name]
@@ -240,6 +272,20 @@ def test_pod_on_node_1_reaches_pods_on_nodes_2_and_3_by_ip(cluster: Cluster) -> 
         assert body.strip() == target["metadata"]["name"]
 
 
+def test_pod_traffic_keeps_its_source_ip_across_nodes(cluster: Cluster) -> None:
+    wait_until("peer-echo to run", lambda: cluster.get("pod", "peer-echo")["status"].get("podIP")
+               and ready(cluster.get("pod", "peer-echo")), timeout=60)
+    echo_ip = cluster.get("pod", "peer-echo")["status"]["podIP"]
+    for node in ("node-1", "node-2"):
+        client = next(p for p in cluster.web_pods() if p["spec"]["nodeName"] == node)
+        # By pod IP over the host-gw routes, and through the ClusterIP (DNAT only, no masquerade), the listener
+        # on node 3 sees the client pod's own address.
+        for host in (echo_ip, "peer-echo"):
+            seen = cluster.sh(client["metadata"]["name"], http_get_script(host, 8080 if host == echo_ip else 80,
+                                                                          path="/cgi-bin/peer")).strip()
+            assert seen == client["status"]["podIP"], (node, host, seen)
+
+
 def test_service_name_answers_and_balances_over_all_nodes(cluster: Cluster) -> None:
     pods = cluster.web_pods()
     node_of = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods}
@@ -250,14 +296,23 @@ def test_service_name_answers_and_balances_over_all_nodes(cluster: Cluster) -> N
     bodies = cluster.sh(client, http_get_script("web.default.svc.cluster.local", 80, count=30)).split()
     assert len(bodies) == 30 and set(bodies) <= set(node_of), bodies
     assert {node_of[b] for b in bodies} == set(NODES), f"not balanced over every node: {bodies}"
+    # `web`'s targetPort is the container port's name: its EndpointSlices carry it resolved, which is the
+    # number the proxies DNAT to (the traffic above).
+    assert cluster.get("service", "web")["spec"]["ports"][0]["targetPort"] == "http"
+    slices = cluster.get("endpointslices", "-l", "kubernetes.io/service-name=web")["items"]
+    assert [s["ports"] for s in slices] == [[{"name": "http", "port": 8080, "protocol": "TCP"}]], slices
 
 
 def test_dns_answers_for_normal_and_headless_services(cluster: Cluster) -> None:
     pods = cluster.web_pods()
     client = pods[0]["metadata"]["name"]
     cluster_ip = cluster.get("service", "web")["spec"]["clusterIP"]
-    normal = cluster.sh(client, "nslookup web.default.svc.cluster.local")
-    assert cluster_ip in normal
+    # Every node's DNS server, asked by a pod on that node (its resolv.conf names its own node).
+    for node in cluster.state.nodes:
+        asker = next(p for p in pods if p["spec"]["nodeName"] == node.name)["metadata"]["name"]
+        assert f"nameserver {node.node_ip}" in cluster.sh(asker, "cat /etc/resolv.conf")
+        normal = cluster.sh(asker, "nslookup web.default.svc.cluster.local")
+        assert f"Server:\t\t{node.node_ip}" in normal and cluster_ip in normal, (node.name, normal)
     headless = cluster.sh(client, "nslookup web-headless.default.svc.cluster.local")
     assert {p["status"]["podIP"] for p in pods} <= set(headless.split()), headless
     # Through the search path (busybox nslookup tries every suffix and exits 1 when the last is NXDOMAIN).
@@ -376,23 +431,78 @@ def test_node_port_answers_on_every_node_ip(cluster: Cluster) -> None:
         assert answer.split()[-1] in names
 
 
+def nft_rules(node_netns: str) -> str:
+    return subprocess.run(["nsenter", f"--net={node_netns}", "nft", "list", "table", "ip", "aiokube"],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+class FirstEventWatch:
+    """Notes the moment the API server publishes the first change of a list that satisfies `matches`. A watch (in
+    a thread), not a poll: the moment is when the change was published, which is also when controllers and
+    proxies watching the same list hear of it."""
+
+    def __init__(self, cluster: Cluster, path: str, selector: dict[str, str],
+                 matches: Callable[[dict[str, Any]], bool]) -> None:
+        config = load_kubeconfig(cluster.state.kubeconfig)
+        self._api = httpx.Client(base_url=config.server, verify=config.ssl_context(),
+                                 timeout=httpx.Timeout(10, read=60))
+        self._path, self._matches = path, matches
+        self._params = {**selector, "watch": "1", "timeoutSeconds": "45",
+                        "resourceVersion": self._api.get(path, params=selector).json()["metadata"]["resourceVersion"]}
+        self.seen_at: float | None = None
+        self._thread = threading.Thread(target=self._watch, name=f"watch {path}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        with self._api.stream("GET", self._path, params=self._params) as response:
+            for line in response.iter_lines():
+                event = json.loads(line) if line.strip() else {}
+                if event.get("type") in ("ADDED", "MODIFIED") and self._matches(event["object"]):
+                    self.seen_at = time.monotonic()
+                    return
+
+    def wait(self, timeout: float) -> float:
+        self._thread.join(timeout)
+        self._api.close()
+        assert self.seen_at is not None, f"no matching change of {self._path} within {timeout:.0f}s"
+        return self.seen_at
+
+
+def ip_gone_from_rules_at(node_netns: str, ip: str, timeout: float) -> float:
+    """The first moment `ip` is absent from the node's nft table (polled every ~20 ms)."""
+    listed = re.compile(rf"(?<![\d.]){re.escape(ip)}(?![\d])")
+    deadline = time.monotonic() + timeout
+    while listed.search(nft_rules(node_netns)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{ip} still in the rules of {node_netns} after {timeout:.0f}s")
+        time.sleep(0.02)
+    return time.monotonic()
+
+
 def test_pod_failing_readiness_leaves_the_rotation(cluster: Cluster) -> None:
     pods = cluster.web_pods()
-    victim = next(p for p in pods if p["spec"]["nodeName"] == "node-3")["metadata"]["name"]
+    victim_pod = next(p for p in pods if p["spec"]["nodeName"] == "node-3")
+    victim, victim_ip = victim_pod["metadata"]["name"], victim_pod["status"]["podIP"]
     client = next(p for p in pods if p["spec"]["nodeName"] == "node-1")["metadata"]["name"]
-    cluster.sh(victim, "rm /tmp/index.html")
-    started = time.monotonic()
-    wait_until("the pod to turn unready",
-               lambda: not ready(cluster.get("pod", victim)), timeout=15, interval=0.2)
-
-    def out_of_slices() -> bool:
-        slices = cluster.get("endpointslices", "-l", "kubernetes.io/service-name=web")["items"]
-        return not any(e.get("targetRef", {}).get("name") == victim and e.get("conditions", {}).get("ready")
-                       for s in slices for e in s.get("endpoints") or [])
-
-    wait_until("the endpoint to be marked not ready", out_of_slices, timeout=10, interval=0.2)
-    assert time.monotonic() - started < 10
-    time.sleep(1.0)  # the proxies apply endpoint changes within about a second
+    nodes = cluster.state.nodes
+    assert all(victim_ip in nft_rules(node.netns_path) for node in nodes)
+    pod_watch = FirstEventWatch(cluster, "/api/v1/namespaces/default/pods",
+                                {"fieldSelector": f"metadata.name={victim}"}, lambda pod: not ready(pod))
+    slice_watch = FirstEventWatch(  # the middle step, to tell the controller's share from the proxies'
+        cluster, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+        {"labelSelector": "kubernetes.io/service-name=web"},
+        lambda s: any(e.get("targetRef", {}).get("name") == victim and e["conditions"].get("ready") is False
+                      for e in s.get("endpoints") or []))
+    with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+        gone = [pool.submit(ip_gone_from_rules_at, node.netns_path, victim_ip, 30) for node in nodes]
+        cluster.sh(victim, "rm /tmp/index.html")  # its readiness probe fails from now on
+        not_ready_at, slice_at = pod_watch.wait(30), slice_watch.wait(30)
+        gone_at = {node.name: future.result() for node, future in zip(nodes, gone, strict=True)}
+    # Ready=False published -> EndpointSlice controller -> every node's proxy -> nft: the last node counts.
+    elapsed = {name: at - not_ready_at for name, at in gone_at.items()}
+    print(f"pod Ready=False -> EndpointSlice {slice_at - not_ready_at:.2f}s -> its IP out of the rules: "
+          + ", ".join(f"{n} {e:.2f}s" for n, e in elapsed.items()))
+    assert max(elapsed.values()) <= 1.5, elapsed
     bodies = cluster.sh(client, http_get_script("web", 80, count=20)).split()
     assert len(bodies) == 20 and victim not in bodies, bodies
     assert "404" not in "".join(bodies)
@@ -404,15 +514,11 @@ def test_deleting_a_service_removes_its_rules_on_every_node(cluster: Cluster) ->
     service = cluster.get("service", "web-np")
     cluster_ip, node_port = service["spec"]["clusterIP"], str(service["spec"]["ports"][0]["nodePort"])
 
-    def rules(node_netns: str) -> str:
-        return subprocess.run(["nsenter", f"--net={node_netns}", "nft", "list", "table", "ip", "aiokube"],
-                              capture_output=True, text=True, timeout=30).stdout
-
     for node in cluster.state.nodes:
-        assert cluster_ip in rules(node.netns_path)
+        assert cluster_ip in nft_rules(node.netns_path)
     cluster.kubectl("delete", "service", "web-np")
     def dropped(node_netns: str) -> bool:
-        current = rules(node_netns)
+        current = nft_rules(node_netns)
         return cluster_ip not in current and node_port not in current
 
     for node in cluster.state.nodes:
@@ -459,7 +565,8 @@ def test_kubectl_top_nodes_and_pods(cluster: Cluster) -> None:
     assert sorted(line.split()[0] for line in nodes[1:]) == list(NODES)
     pods = cluster.kubectl("top", "pods").stdout.splitlines()
     assert pods[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"], pods
-    assert {line.split()[0] for line in pods[1:]} == {p["metadata"]["name"] for p in cluster.web_pods()} | {"talker"}
+    assert {line.split()[0] for line in pods[1:]} == {p["metadata"]["name"] for p in cluster.web_pods()} | {
+        "talker", "peer-echo"}
     for line in pods[1:]:
         cpu, memory = line.split()[1:]
         assert cpu.endswith("m") and memory.endswith("Mi"), line

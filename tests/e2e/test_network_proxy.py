@@ -3,8 +3,9 @@ session's etcd), `python -m proxy` programming node 1's namespace, HTTP listener
 
 Shows: ClusterIP traffic from node 1 is balanced over both endpoints; NodePort on node 1's IP answers from
 node 2 (through DNAT + masquerade); an endpoint turned not-ready leaves the rotation within about a second;
-host-gw routes to the other node's podCIDR appear (proto 250); deleting the Service removes its rules and
-`--cleanup` removes the table. Every namespace, veth, bridge, route and table is removed, also on failure.
+host-gw routes to the other node's podCIDR appear (proto 250) and go when that Node is deleted; deleting the
+Service removes its rules and `--cleanup` removes the table. Every namespace, veth, bridge, route and table is
+removed, also on failure.
 """
 
 from __future__ import annotations
@@ -144,8 +145,18 @@ def test_cluster_ip_node_port_readiness_and_removal(etcd_url: str, etcd_prefix: 
             started = time.monotonic()
             wait_for(lambda: "8082" not in nft_list(node1), 5)
             elapsed = time.monotonic() - started
+            print(f"not-ready endpoint left node 1's rules {elapsed:.2f}s after the EndpointSlice write")
             assert elapsed < 1.5, f"rules changed only after {elapsed:.2f}s"
             assert {curl(node1, f"http://{CLUSTER_IP}/") for _ in range(20)} == {"A"}
+
+            # node2's Node object goes away: node 1's host-gw route to its podCIDR goes with it.
+            def node1_routes() -> str:
+                return subprocess.run(["nsenter", f"--net={node1.netns_path}", "ip", "route", "show", "proto",
+                                       "250"], capture_output=True, text=True, timeout=10).stdout
+
+            api.delete("/api/v1/nodes/node2").raise_for_status()
+            elapsed = wait_for(lambda: "10.244.2.0/24" not in node1_routes(), 5)
+            print(f"route to the deleted node's podCIDR removed after {elapsed:.2f}s")
 
             # Deleting the Service removes its rules; traffic to the ClusterIP no longer reaches anything.
             api.delete("/api/v1/namespaces/default/services/web").raise_for_status()

@@ -1,7 +1,8 @@
 """Real traffic through a 3-node pod network, with one real `python -m proxy` per node (nftables, then the
 iptables fallback): pod-to-pod across nodes keeps the source IP, ClientIP session affinity pins each client to
-one backend, and externalTrafficPolicy Local NodePorts only reach the node's own endpoints (source kept) while
-a node without one drops the traffic.
+one backend, externalTrafficPolicy Local NodePorts only reach the node's own endpoints (source kept) while
+a node without one drops the traffic, and a Service's only endpoint reaching its own ClusterIP (hairpin) gets
+its answer masqueraded as the node.
 
 Topology (everything in namespaces this test creates, removed at the end, also on failure):
 
@@ -48,6 +49,7 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+HAIRPIN_IP = "10.96.50.14"  # a Service whose only endpoint is web3
 OUTSIDE_INDEX = 9  # a namespace on the nodes' bridge that is not a node: the off-cluster client
 LISTENER = """
 import socket, sys
@@ -116,7 +118,7 @@ def in_netns(path: str, *argv: str) -> None:
 
 
 def add_pod(cluster_id: str, name: str, node: netns.NodeNetwork, last_octet: int) -> Pod:
-    """A pod: its own netns with eth0 on the node's cbr0 (what the CNI bridge plugin builds)."""
+    """A pod: its own netns with eth0 on the node's cbr0 (what the CNI bridge plugin builds, hairpinMode on)."""
     pod_netns = f"akp-{cluster_id}-{name}"
     run("ip", "netns", "add", pod_netns)
     path = f"{netns.NETNS_DIR}/{pod_netns}"
@@ -124,6 +126,9 @@ def add_pod(cluster_id: str, name: str, node: netns.NodeNetwork, last_octet: int
     in_netns(node.netns_path, "ip", "link", "add", node_side, "type", "veth", "peer", "name", "eth0",
              "netns", pod_netns)
     in_netns(node.netns_path, "ip", "link", "set", node_side, "master", "cbr0", "up")
+    # hairpinMode, as aiokube's CNI config asks the bridge plugin for: with br_netfilter, a pod's packet DNATed
+    # back to that same pod leaves through the bridge port it came in by, which the bridge refuses otherwise.
+    in_netns(node.netns_path, "ip", "link", "set", node_side, "type", "bridge_slave", "hairpin", "on")
     ip = f"10.244.{node.index}.{last_octet}"
     in_netns(path, "ip", "link", "set", "lo", "up")
     in_netns(path, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
@@ -173,7 +178,8 @@ def create_api_objects(api: httpx.Client, cluster: Cluster) -> None:
             (service("sticky", "10.96.50.11", sessionAffinity="ClientIP",
                      sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}}), backends),
             (service("local", "10.96.50.12", node_port=30181, externalTrafficPolicy="Local"), on_node2),
-            (service("spread", "10.96.50.13", node_port=30182, externalTrafficPolicy="Cluster"), on_node2)):
+            (service("spread", "10.96.50.13", node_port=30182, externalTrafficPolicy="Cluster"), on_node2),
+            (service("hairpin", HAIRPIN_IP), [cluster.pods["web3"]])):
         api.post("/api/v1/namespaces/default/services", json=body).raise_for_status()
         api.post("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
                  json=endpoint_slice(body["metadata"]["name"], endpoints)).raise_for_status()
@@ -300,3 +306,12 @@ def test_external_traffic_policy_local_reaches_only_local_endpoints(cluster: Clu
     answers = backend_and_peer(cluster.ask(outside.netns_path, nodes[3].node_ip, 30182, 10))
     assert {backend for backend, _ in answers} <= node2_pods
     assert {peer for _, peer in answers} == {nodes[3].node_ip}
+
+
+def test_hairpin_a_pod_reaching_itself_through_its_service_is_masqueraded(cluster: Cluster) -> None:
+    pod = cluster.pods["web3"]
+    answers = backend_and_peer(cluster.ask(pod.netns_path, HAIRPIN_IP, 80, 5))
+    # It answers itself, and sees the node's address on the pod bridge (cbr0), not its own IP: without the
+    # masquerade the reply would go pod-to-pod directly and never match the connection the pod opened.
+    node_address_on_the_pod_bridge = f"10.244.{pod.node}.1"
+    assert answers == [(pod.ip, node_address_on_the_pod_bridge)] * 5, answers

@@ -93,6 +93,17 @@ async def test_delete_releases_the_ip_for_reuse(api: httpx.AsyncClient) -> None:
     assert reused.status_code == 201, reused.text
 
 
+async def test_delete_releases_the_node_port_for_reuse(api: httpx.AsyncClient) -> None:
+    assert (await api.post(SVC, json=service("np-a", type="NodePort",
+                                             ports=[{"port": 80, "nodePort": 30333}]))).status_code == 201
+    clash = await api.post(SVC, json=service("np-b", type="NodePort", ports=[{"port": 80, "nodePort": 30333}]))
+    assert clash.status_code == 422 and "provided port is already allocated" in clash.text
+    assert (await api.delete(f"{SVC}/np-a")).status_code == 200
+    reused = await api.post(SVC, json=service("np-b", type="NodePort", ports=[{"port": 80, "nodePort": 30333}]))
+    assert reused.status_code == 201, reused.text
+    assert reused.json()["spec"]["ports"][0]["nodePort"] == 30333
+
+
 async def test_release_waits_for_the_last_finalizer(api: httpx.AsyncClient) -> None:
     body = service("held", clusterIP="10.96.0.21")
     body["metadata"]["finalizers"] = ["example.com/hold"]

@@ -4,6 +4,7 @@ election handover, against real etcd + API server with controller-managers in-pr
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from typing import Any
 
@@ -104,6 +105,22 @@ async def test_second_node_gets_next_cidr(client: ApiClient) -> None:
         assert await eventually(both) == {"10.244.0.0/24", "10.244.1.0/24"}
 
 
+async def test_a_deleted_nodes_cidr_is_released_for_reuse(client: ApiClient) -> None:
+    async with running_manager(client, ManagerOptions(leader_elect=False, controllers=["nodeipam"])):
+        async def cidr_of(name: str) -> str:
+            return str((await client.get("nodes", name)).get("spec", {}).get("podCIDR") or "")
+
+        for name in ("a", "b"):
+            await client.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+            await eventually(functools.partial(cidr_of, name))
+        assert [await cidr_of("a"), await cidr_of("b")] == ["10.244.0.0/24", "10.244.1.0/24"]
+        await client.delete("nodes", "a")
+        await client.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "c"}})
+        # The lowest free /24 is a's again: deleting the Node gave its CIDR back.
+        assert await eventually(lambda: cidr_of("c")) == "10.244.0.0/24"
+        assert await cidr_of("b") == "10.244.1.0/24"  # never moved
+
+
 async def test_endpoints_and_slices_follow_pod_readiness(client: ApiClient, namespace: str) -> None:
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                "spec": {"selector": {"app": "web"},
@@ -141,6 +158,11 @@ async def test_endpoints_and_slices_follow_pod_readiness(client: ApiClient, name
         items = await eventually(slices)
         assert all(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
                    == "endpointslice-controller.k8s.io" for s in items)
+        # The named targetPort "http" resolves per pod (8080 and 8081): one slice per resolved port set, each
+        # carrying the Service port's name with the number its pods gave it.
+        ports = {e["addresses"][0]: s["ports"] for s in items for e in s["endpoints"]}
+        assert ports == {"10.244.0.10": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                         "10.244.0.11": [{"name": "http", "port": 8081, "protocol": "TCP"}]}
         conds = {e["addresses"][0]: e["conditions"] for s in items for e in s["endpoints"]}
         assert conds["10.244.0.10"] == {"ready": True, "serving": True, "terminating": False}
         assert conds["10.244.0.11"]["ready"] is False

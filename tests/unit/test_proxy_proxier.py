@@ -126,3 +126,26 @@ async def test_iptables_fallback_sends_only_the_changed_service_after_the_first_
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_deleted_nodes_route_is_no_longer_wanted(client: ApiClient) -> None:
+    nft, routes = RecordingNft(), RecordingRoutes()
+    for name, index in (("n1", 1), ("n2", 2), ("n3", 3)):
+        await client.create("nodes", {"metadata": {"name": name}, "spec": {"podCIDR": f"10.244.{index}.0/24"},
+                                      "status": {"addresses": [{"type": "InternalIP",
+                                                                "address": f"172.30.0.1{index}"}]}})
+    proxier = Proxier(client, "n1", nft, routes, debounce=0.02)  # type: ignore[arg-type]
+    task = asyncio.create_task(proxier.run())
+    try:
+        async with asyncio.timeout(5):
+            await proxier.synced.wait()
+        assert routes.wanted[-1] == {"10.244.2.0/24": "172.30.0.12", "10.244.3.0/24": "172.30.0.13"}
+        await client.delete("nodes", "n2")
+        async with asyncio.timeout(5):  # the deletion alone triggers a sync that drops n2's route
+            while routes.wanted[-1] != {"10.244.3.0/24": "172.30.0.13"}:
+                proxier.synced.clear()
+                await proxier.synced.wait()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
