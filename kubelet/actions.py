@@ -20,6 +20,8 @@ CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
 class KillInfo:
     name: str
     reason: str
+    # A probe's own terminationGracePeriodSeconds (liveness/startup failure) over the pod's; None = the pod's.
+    grace: int | None = None
 
 
 @dataclass
@@ -39,6 +41,16 @@ class PodActions:
     def idle(self) -> bool:
         return not (self.kill_pod or self.create_sandbox or self.next_init_container or self.containers_to_start
                     or self.containers_to_kill)
+
+
+def probe_grace(container: Obj) -> int | None:
+    """The probe-level terminationGracePeriodSeconds that applies when a failed probe kills the container
+    (liveness first, then startup, whose failures restart it the same way); None when neither sets one."""
+    for probe in ("livenessProbe", "startupProbe"):
+        seconds = (container.get(probe) or {}).get("terminationGracePeriodSeconds")
+        if seconds is not None:
+            return int(seconds)
+    return None
 
 
 def backoff_key(pod: Obj, container_name: str) -> str:
@@ -138,7 +150,7 @@ def compute_pod_actions(
                 actions.containers_to_start.append(name)
             elif name in liveness_failed:
                 actions.containers_to_kill[latest.id] = KillInfo(
-                    name, f"Container {name} failed liveness probe, will be restarted")
+                    name, f"Container {name} failed liveness probe, will be restarted", probe_grace(c))
                 if policy != "Never":
                     actions.containers_to_start.append(name)
             else:

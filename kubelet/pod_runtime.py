@@ -71,7 +71,7 @@ class PodRuntimeManager:
             if record:
                 log.info("killing %s/%s: %s", _pod_ref(pod), info.name, info.reason)
                 self.events.emit(pod, "Normal", "Killing", info.reason)
-                await self.kill_container(pod, record, grace)
+                await self.kill_container(pod, record, grace if info.grace is None else info.grace)
         sources = SourceCache(self.api, pod["metadata"].get("namespace", "default"))
         starting = bool(actions.create_sandbox or actions.next_init_container or actions.containers_to_start)
         if not starting:

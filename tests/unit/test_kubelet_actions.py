@@ -102,6 +102,19 @@ def test_liveness_failure_kills_and_restarts_unless_never() -> None:
     assert "c" in actions.containers_to_kill and actions.containers_to_start == []
 
 
+def test_probe_level_grace_period_applies_to_a_liveness_kill() -> None:
+    pod = make_pod(["a", "b"])
+    spec_of(pod, "a")["livenessProbe"] = {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 3}
+    spec_of(pod, "b")["startupProbe"] = {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 0}
+    actions = compute_pod_actions(pod, runtime(rec(pod, "a", "running", cid="ca"), rec(pod, "b", "running", cid="cb")),
+                                  backoff(), liveness_failed=frozenset({"a", "b"}))
+    assert actions.containers_to_kill["ca"].grace == 3 and actions.containers_to_kill["cb"].grace == 0
+    plain = make_pod(["a"])
+    actions = compute_pod_actions(plain, runtime(rec(plain, "a", "running", cid="c")), backoff(),
+                                  liveness_failed=frozenset({"a"}))
+    assert actions.containers_to_kill["c"].grace is None  # the pod's terminationGracePeriodSeconds
+
+
 def test_exited_container_restarts_per_policy() -> None:
     for policy, exit_code, restarts in [("Always", 0, True), ("Always", 1, True), ("OnFailure", 1, True),
                                         ("OnFailure", 0, False), ("Never", 1, False)]:
