@@ -8,6 +8,7 @@ pki/) brought back up with a fresh PKI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -199,6 +200,58 @@ def test_token_create_works_with_the_tls_kubeconfig(cluster: ClusterState) -> No
     # A joining machine reads cluster-info before it has any credential: allowed anonymously, as in kubeadm.
     with httpx.Client(base_url=cluster.server, verify=ca_context(cluster), timeout=10) as anonymous:
         assert anonymous.get("/api/v1/namespaces/kube-public/configmaps/cluster-info").status_code == 200
+
+
+def secret_pod(secret: str) -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: uses-secret}}
+        spec:
+          containers:
+          - name: main
+            image: localhost/busybox:latest
+            imagePullPolicy: IfNotPresent
+            command: ["sleep", "3600"]
+            env: [{{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: {secret}, key: password}}}}}}]
+            volumeMounts: [{{name: creds, mountPath: /creds}}]
+          volumes: [{{name: creds, secret: {{secretName: {secret}}}}}]
+        """)
+
+
+def test_secrets_never_reach_the_logs(cluster: ClusterState) -> None:
+    """A Secret's value goes through the API server, the node agent (env and a volume) and containerd, a wrong
+    bearer token is refused, a bootstrap token is created: none of these values appears in any log `up` keeps."""
+    password = f"pw-{os.urandom(8).hex()}"
+    bogus_token = f"tok{os.urandom(8).hex()}"
+    created = kubectl(cluster, "create", "secret", "generic", "app-creds", f"--from-literal=password={password}")
+    assert created.returncode == 0, created.stderr
+    applied = kubectl(cluster, "apply", "-f", "-", stdin=secret_pod("app-creds"))
+    assert applied.returncode == 0, applied.stderr
+    waited = kubectl(cluster, "wait", "--for=condition=Ready", "pod/uses-secret", "--timeout=60s")
+    assert waited.returncode == 0, waited.stderr + kubectl(cluster, "describe", "pod", "uses-secret").stdout
+    inside = kubectl(cluster, "exec", "uses-secret", "--", "sh", "-c", 'echo "$PASSWORD"; cat /creds/password')
+    assert inside.stdout.split() == [password, password], inside.stderr  # it really went all the way through
+    with httpx.Client(base_url=cluster.server, verify=ca_context(cluster), timeout=10) as client:
+        refused = client.get("/api/v1/secrets", headers={"Authorization": f"Bearer {bogus_token}"})
+    assert refused.status_code == 401
+    token = aiokube("token", "create", "--kubeconfig", cluster.kubeconfig, "--ttl", "10m")
+    assert token.returncode == 0, token.stderr
+    bootstrap = token.stdout.split()[token.stdout.split().index("--token") + 1]
+    assert kubectl(cluster, "delete", "pod", "uses-secret", "--grace-period=1").returncode == 0
+
+    needles = {password, base64.b64encode(password.encode()).decode(), bogus_token,
+               bootstrap.split(".")[1]}  # the token's secret half (its id is public, as in Kubernetes)
+    logs = [os.path.join(d, f) for d, _, files in os.walk(cluster.data_dir) for f in files
+            if f.endswith(".log") and "/kubelet/logs/" not in d + "/"]  # not the containers' own stdout
+    assert any(os.path.basename(p) == "apiserver.log" for p in logs), logs
+    assert any(os.path.basename(p) == "containerd.log" for p in logs), logs
+    for path in logs:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        found = sorted(n for n in needles if n in text)
+        assert not found, f"{path} holds secret values {found}"
+        assert "PRIVATE KEY-----" not in text, f"{path} holds a private key"
 
 
 def test_up_again_on_a_data_dir_from_before_tls_creates_the_pki(cluster: ClusterState) -> None:
