@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -59,11 +60,15 @@ def aiokube(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "aiokube.cli", *args], capture_output=True, text=True, timeout=300)
 
 
+UP_OUTPUT: dict[str, str] = {}  # what `aiokube up` printed, for the test of its closing lines
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
     data_dir = str(tmp_path_factory.mktemp("cluster"))
     result = aiokube("up", "--data-dir", data_dir, "--nodes", "1", "--port", str(free_port()),
                      "--etcd-port", str(free_port()))
+    UP_OUTPUT["stdout"] = result.stdout
     state = ClusterState.load(data_dir)
     try:
         assert result.returncode == 0, f"aiokube up failed:\n{result.stdout}\n{result.stderr}"
@@ -78,6 +83,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
 
 def kubectl(state: ClusterState, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return run_kubectl(["kubectl", *args], kubeconfig=state.kubeconfig, home=state.data_dir, stdin=stdin)
+
+
+def test_up_shows_progress_and_prints_what_to_type_next(cluster: ClusterState) -> None:
+    lines = UP_OUTPUT["stdout"].splitlines()
+    assert "• 1/1 node(s) Ready" in lines, lines
+    assert f"  export KUBECONFIG={cluster.kubeconfig}    # admin (system:masters) client certificate" in lines
+    assert "  kubectl get nodes" in lines
+    # The printed commands work as printed.
+    nodes = run_kubectl(["kubectl", "get", "nodes"], kubeconfig=cluster.kubeconfig, home=cluster.data_dir)
+    assert nodes.returncode == 0 and "node-1" in nodes.stdout and " Ready " in nodes.stdout, nodes.stdout
 
 
 def test_apply_deployment_runs_containers(cluster: ClusterState) -> None:
@@ -252,6 +267,18 @@ def test_secrets_never_reach_the_logs(cluster: ClusterState) -> None:
         found = sorted(n for n in needles if n in text)
         assert not found, f"{path} holds secret values {found}"
         assert "PRIVATE KEY-----" not in text, f"{path} holds a private key"
+
+
+def test_status_reports_a_stopped_component_and_fails(cluster: ClusterState) -> None:
+    """Next to last: stops the node's DNS server (the re-up below starts everything again)."""
+    dns = next(p for p in cluster.processes if p.name.startswith("clusterdns-"))
+    os.kill(dns.pid, signal.SIGKILL)
+    dns.stop(timeout=5)  # reaps it
+    status = aiokube("status", "--data-dir", cluster.data_dir)
+    assert status.returncode == 1, status.stdout
+    assert any(line.startswith(dns.name) and line.endswith("STOPPED") for line in status.stdout.splitlines()), \
+        status.stdout
+    assert "node node-1" in status.stdout  # the API part still answers
 
 
 def test_up_again_on_a_data_dir_from_before_tls_creates_the_pki(cluster: ClusterState) -> None:
