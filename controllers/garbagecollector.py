@@ -212,7 +212,9 @@ class GarbageCollector:
     async def _delete_dependents_first(self, resource: str, owner: Obj) -> Result:
         uid = uid_of(owner)
         blocking = 0
-        for dep_resource, dep in self._dependents(owner):
+        # Complete, not just cached: a dependent created just before the deletion but not yet in a lagging cache
+        # would otherwise let the owner go first (and be collected only afterwards, in the background).
+        for dep_resource, dep in await self._complete_dependents(owner):
             ref = next((r for r in owner_refs(dep) if r.get("uid") == uid), {})
             if ref.get("blockOwnerDeletion"):
                 blocking += 1
