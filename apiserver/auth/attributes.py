@@ -84,8 +84,8 @@ def request_attributes(method: str, path: str, query_string: bytes | str = b"") 
             for selector in query.get("fieldSelector", []):
                 for term in selector.split(","):
                     key, sep, value = term.partition("=")
-                    if sep and key.strip() == "metadata.name" and not value.startswith("="):
-                        name = value.strip()
+                    if sep and key.strip() == "metadata.name":
+                        name = value.removeprefix("=").strip()  # `metadata.name==x` is equality too
     elif method == "POST":
         verb = "create"
     elif method == "PUT":

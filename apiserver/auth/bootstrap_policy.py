@@ -5,7 +5,8 @@ components (nodes, controller-manager, scheduler) and to joining nodes (bootstra
 Differences from Kubernetes, on purpose:
   * admin/edit/view are written out rather than aggregated (no aggregationRule controller here).
   * system:node is bound to the group system:nodes (Kubernetes grants nodes through its Node authorizer); the
-    node restriction (node_restriction.py) then limits a node's writes to its own objects.
+    node restriction (node_restriction.py) then limits a node's writes to its own objects. Reads of Secrets,
+    ConfigMaps and PVCs are not in the role: the Node authorizer (node_authorizer.py) grants them per object.
   * the controller-manager runs every controller under its own credential (Kubernetes can give each one a
     service account), so its role covers what all of them touch.
 Objects carry `rbac.authorization.kubernetes.io/autoupdate: "true"`; `ensure_default_policy` creates missing
@@ -111,10 +112,9 @@ def _node_rules() -> list[Obj]:
         rule(["patch", "update"], [""], ["pods/status"]),
         rule(["create"], [""], ["pods/eviction"]),
         rule(READ, [""], ["services", "endpoints", "namespaces"]),
-        rule(["get", "list", "watch"], [""], ["secrets", "configmaps", "persistentvolumeclaims",
-                                              "persistentvolumes"]),
+        # Secrets, ConfigMaps, PVCs, PVs and serviceaccounts/token are granted by the Node authorizer
+        # (node_authorizer.py), only for what the node's own pods reference.
         rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"]),
-        rule(["create"], [""], ["serviceaccounts/token"]),
         rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
         rule(["get", "create", "update", "patch", "delete"], ["coordination.k8s.io"], ["leases"]),
         rule(["get"], ["storage.k8s.io"], ["csidrivers", "csinodes", "volumeattachments"]),

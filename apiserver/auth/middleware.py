@@ -1,14 +1,18 @@
 """The ASGI layer in front of the API server app: authenticate, authorize, apply the node restriction.
 
     401 Unauthorized   invalid credentials, or none on a path that is not public
-    403 Forbidden      RBAC found no rule allowing the request, or a node wrote another node's objects
+    403 Forbidden      neither the Node authorizer nor RBAC allowed the request, or a node wrote another
+                       node's objects
+
+With RBAC on, the Node authorizer runs first (Kubernetes' `--authorization-mode=Node,RBAC`, which is what
+"RBAC" means here): a node reads only the Secrets/ConfigMaps/PVCs its own pods reference.
 
 Public paths (/healthz, /livez, /readyz, /version) are served without credentials, as Kubernetes' default
 anonymous access plus its system:public-info-viewer binding do; everything else needs a credential.
 
 The layer wraps the app's lifespan: once the app has started (storage connected) it writes the default RBAC
-policy and fills the policy caches, and only then reports startup complete, so the first request is already
-authorized against a complete policy. It needs nothing from the app but its `state` after startup.
+policy and fills the policy caches and the node graph, and only then reports startup complete, so the first
+request is already authorized against a complete policy. It needs nothing from the app but its `state` after startup.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from aiokube.api.types import Obj
 from apiserver.auth import node_restriction
 from apiserver.auth.attributes import Attributes, request_attributes
 from apiserver.auth.authn import AuthenticationError, Authenticator, StaticTokens, read_secret_from_storage
+from apiserver.auth.node_authorizer import NodeAuthorizer, NodeThenRBAC
+from apiserver.auth.node_graph import WatchedNodeGraph
 from apiserver.auth.policy import CachedPolicy, ensure_default_policy
 from apiserver.auth.rbac import RBACAuthorizer, forbidden_message
 from apiserver.auth.tls import client_cert_pem
@@ -91,7 +97,8 @@ class AuthMiddleware:
         self.app = app
         self.settings = settings
         self.policy: CachedPolicy | None = None
-        self.authorizer: RBACAuthorizer | None = None
+        self.node_graph: WatchedNodeGraph | None = None
+        self.authorizer: NodeThenRBAC | None = None
         self.authenticator = Authenticator(static_tokens=settings.static_tokens)
 
     # --- lifespan ----------------------------------------------------------------------------------------------
@@ -111,13 +118,18 @@ class AuthMiddleware:
             await ensure_default_policy(state)
             self.policy = CachedPolicy(state)
             await self.policy.start()
-            self.authorizer = RBACAuthorizer(self.policy)
+            pods = state.registry.handle("pods")
+            self.node_graph = WatchedNodeGraph(pods.storage, pods.root, pods.watch_cache)
+            await self.node_graph.start()
+            self.authorizer = NodeThenRBAC(NodeAuthorizer(self.node_graph), RBACAuthorizer(self.policy))
         log.info("authorization mode %s; static tokens: %d", self.settings.authorization_mode,
                  len(self.settings.static_tokens or ()))
 
     async def _stop(self) -> None:
         if self.policy is not None:
             await self.policy.stop()
+        if self.node_graph is not None:
+            await self.node_graph.stop()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_after_our_startup(message: Message) -> None:

@@ -1,5 +1,7 @@
 """The node restriction (Kubernetes' NodeRestriction admission): a node credential (`system:node:<name>` in
-`system:nodes`) may write only its own Node, its own Lease in kube-node-lease, and pods bound to it.
+`system:nodes`) may write only its own Node, its own Lease in kube-node-lease, and pods bound to it; a pod it
+creates may not reference Secrets, ConfigMaps, PVCs or a service account (else creating a pod on itself would
+hand the node, through the Node authorizer's graph, any Secret it names — a bootstrap token, say).
 
 RBAC grants nodes the verbs (ClusterRole system:node); this check narrows writes to the node's own objects.
 It runs after authorization, needs the target pod's current spec.nodeName for pod writes (read through an
@@ -12,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokube.api.types import Obj
 from apiserver.auth.attributes import Attributes
+from apiserver.auth.node_graph import pod_references
 from apiserver.auth.user import UserInfo
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
@@ -59,6 +62,12 @@ async def _check_pod(node: str, attrs: Attributes, name: str, body: Obj | None, 
         bound_to = ((body or {}).get("spec") or {}).get("nodeName")
         if bound_to != node:
             return _forbidden(attrs, name, f'node "{node}" can only create pods with spec.nodeName set to itself')
+        referenced = {resource for resource, _ in pod_references(body or {})}
+        for resource, what in (("serviceaccounts", "use service accounts"), ("secrets", "reference secrets"),
+                               ("configmaps", "reference configmaps"),
+                               ("persistentvolumeclaims", "reference persistentvolumeclaims")):
+            if resource in referenced:
+                return _forbidden(attrs, name, f'node "{node}" can not create pods that {what}')
         return None
     if attrs.verb == "deletecollection" or attrs.subresource == "binding":
         return _forbidden(attrs, name, f'node "{node}" can only modify pods with spec.nodeName set to itself')

@@ -1,4 +1,6 @@
 """ObjectCache: an in-memory copy of one resource's objects, kept current by the resource's watch cache.
+StoreFollower is its list-then-watch loop, for caches that keep something other than whole objects
+(node_graph.py keeps only the references of each bound pod).
 
 The authorizer consults RBAC objects on every request; reading etcd each time would put storage on the hot
 path of every call. This is the informer pattern inside the API server: list the prefix at a revision, then
@@ -27,8 +29,8 @@ RELIST_BACKOFF_START = 0.1
 RELIST_BACKOFF_CAP = 5.0
 
 
-class ObjectCache:
-    """Objects under `prefix` (one resource's root), indexed by namespace ("" for cluster-scoped) and name."""
+class StoreFollower:
+    """Lists one resource's prefix, then applies every later change; subclasses say what to keep."""
 
     def __init__(self, storage: Storage, prefix: str, watch_cache: Callable[[], Awaitable[WatchCache]], *,
                  namespaced: bool) -> None:
@@ -38,7 +40,6 @@ class ObjectCache:
         self._watch_cache_factory = watch_cache
         self._watch_cache: WatchCache | None = None
         self._namespaced = namespaced
-        self._by_namespace: dict[str, dict[str, Obj]] = {}
         self._revision = 0
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -46,15 +47,6 @@ class ObjectCache:
     @property
     def revision(self) -> int:
         return self._revision
-
-    def get(self, namespace: str, name: str) -> Obj | None:
-        return self._by_namespace.get(namespace if self._namespaced else "", {}).get(name)
-
-    def in_namespace(self, namespace: str) -> list[Obj]:
-        return list(self._by_namespace.get(namespace if self._namespaced else "", {}).values())
-
-    def all(self) -> list[Obj]:
-        return [obj for objs in self._by_namespace.values() for obj in objs.values()]
 
     async def start(self) -> None:
         """List once (so the cache is complete when this returns), then follow changes in the background."""
@@ -73,6 +65,18 @@ class ObjectCache:
         async with self._advanced:
             await self._advanced.wait_for(lambda: self._revision >= revision)
 
+    # --- what subclasses keep --------------------------------------------------------------------------------
+
+    def _replace_all(self, objects: list[tuple[str, str, Obj]]) -> None:
+        """A fresh complete listing of (namespace, name, object)."""
+        raise NotImplementedError
+
+    def _put(self, namespace: str, name: str, obj: Obj) -> None:
+        raise NotImplementedError
+
+    def _remove(self, namespace: str, name: str) -> None:
+        raise NotImplementedError
+
     # --- internals -------------------------------------------------------------------------------------------
 
     def _split(self, key: str) -> tuple[str, str]:
@@ -84,11 +88,7 @@ class ObjectCache:
 
     async def _relist(self) -> None:
         listing = await self._storage.list(self._prefix)
-        fresh: dict[str, dict[str, Obj]] = {}
-        for kv in listing.items:
-            namespace, name = self._split(kv.key)
-            fresh.setdefault(namespace, {})[name] = orjson.loads(kv.value)
-        self._by_namespace = fresh
+        self._replace_all([(*self._split(kv.key), orjson.loads(kv.value)) for kv in listing.items])
         await self._advance(listing.revision)
 
     async def _advance(self, revision: int) -> None:
@@ -99,13 +99,9 @@ class ObjectCache:
     def _apply(self, event: WatchEvent) -> None:
         namespace, name = self._split(event.key)
         if event.type == "DELETE" or event.value is None:
-            objs = self._by_namespace.get(namespace)
-            if objs is not None:
-                objs.pop(name, None)
-                if not objs:
-                    del self._by_namespace[namespace]
+            self._remove(namespace, name)
         else:
-            self._by_namespace.setdefault(namespace, {})[name] = orjson.loads(event.value)
+            self._put(namespace, name, orjson.loads(event.value))
 
     async def _follow(self) -> None:
         assert self._watch_cache is not None
@@ -120,10 +116,44 @@ class ObjectCache:
                 # The watch cache stopped (API server shutting down): nothing more will come.
                 return
             except (StorageError, WatcherTooSlowError) as error:
-                log.warning("RBAC cache %s: %s; relisting", self._prefix, error)
+                log.warning("cache %s: %s; relisting", self._prefix, error)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RELIST_BACKOFF_CAP)
             try:
                 await self._relist()
             except StorageError as error:
-                log.warning("RBAC cache %s: relist failed: %s", self._prefix, error)
+                log.warning("cache %s: relist failed: %s", self._prefix, error)
+
+
+class ObjectCache(StoreFollower):
+    """Objects under `prefix` (one resource's root), indexed by namespace ("" for cluster-scoped) and name."""
+
+    def __init__(self, storage: Storage, prefix: str, watch_cache: Callable[[], Awaitable[WatchCache]], *,
+                 namespaced: bool) -> None:
+        super().__init__(storage, prefix, watch_cache, namespaced=namespaced)
+        self._by_namespace: dict[str, dict[str, Obj]] = {}
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        return self._by_namespace.get(namespace if self._namespaced else "", {}).get(name)
+
+    def in_namespace(self, namespace: str) -> list[Obj]:
+        return list(self._by_namespace.get(namespace if self._namespaced else "", {}).values())
+
+    def all(self) -> list[Obj]:
+        return [obj for objs in self._by_namespace.values() for obj in objs.values()]
+
+    def _replace_all(self, objects: list[tuple[str, str, Obj]]) -> None:
+        fresh: dict[str, dict[str, Obj]] = {}
+        for namespace, name, obj in objects:
+            fresh.setdefault(namespace, {})[name] = obj
+        self._by_namespace = fresh
+
+    def _put(self, namespace: str, name: str, obj: Obj) -> None:
+        self._by_namespace.setdefault(namespace, {})[name] = obj
+
+    def _remove(self, namespace: str, name: str) -> None:
+        objs = self._by_namespace.get(namespace)
+        if objs is not None:
+            objs.pop(name, None)
+            if not objs:
+                del self._by_namespace[namespace]

@@ -3,7 +3,8 @@
     --tls-cert-file/--tls-private-key-file   serve HTTPS with this certificate
     --client-ca-file                         accept client certificates signed by this CA (CN = user, O = groups)
     --token-auth-file                        static bearer tokens (CSV: token,user,uid,"group1,group2")
-    --authorization-mode AlwaysAllow|RBAC    RBAC also writes the default policy and applies the node restriction
+    --authorization-mode AlwaysAllow|RBAC    RBAC also writes the default policy, applies the node restriction
+                                             and the Node authorizer (Kubernetes' Node,RBAC)
 
 With none of these the server stays the open plain-HTTP server used for local development and most tests.
 """

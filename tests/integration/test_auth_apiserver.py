@@ -203,3 +203,74 @@ async def test_bootstrap_token_authenticates_as_bootstrapper(cluster: SecureClus
         assert denied.status_code == 403 and 'User "system:bootstrap:k8sabc"' in denied.json()["message"]
     async with client_for(cluster, token="k8sabc.0123456789abcdeX") as wrong:
         assert (await wrong.get("/api")).status_code == 401
+
+
+async def test_node_reads_only_secrets_its_bound_pods_reference(cluster: SecureCluster,
+                                                                admin: httpx.AsyncClient) -> None:
+    """The Node authorizer: no bulk Secret reads, no bootstrap tokens, only what a pod bound to the node uses,
+    and only while it is bound there."""
+    def secret(name: str, namespace: str = "default") -> dict:
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                "stringData": {"k": "v"}}
+
+    token = secret("bootstrap-token-nodeab", "kube-system")
+    token.update(type="bootstrap.kubernetes.io/token",
+                 stringData={"token-id": "nodeab", "token-secret": "0123456789abcdef",
+                             "usage-bootstrap-authentication": "true"})
+    assert (await admin.post("/api/v1/namespaces/kube-system/secrets", json=token)).status_code == 201
+    assert (await admin.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": "elsewhere"}})).status_code == 201
+    assert (await admin.post("/api/v1/namespaces/elsewhere/secrets", json=secret("unrelated", "elsewhere"))
+            ).status_code == 201
+    for name in ("app-secret", "app-env"):
+        assert (await admin.post("/api/v1/namespaces/default/secrets", json=secret(name))).status_code == 201
+    secrets = "/api/v1/namespaces/default/secrets"
+
+    async with client_for(cluster, "system:node:node-s", ("system:nodes",)) as node_s:
+        async def status_of(path: str, **params: str) -> int:
+            return (await node_s.get(path, params=params)).status_code
+
+        denied = await node_s.get("/api/v1/namespaces/kube-system/secrets/bootstrap-token-nodeab")
+        assert denied.status_code == 403
+        assert "no relationship found between node 'node-s' and this object" in denied.json()["message"]
+        assert await status_of("/api/v1/namespaces/kube-system/secrets") == 403
+        assert await status_of("/api/v1/secrets") == 403
+        assert await status_of("/api/v1/namespaces/elsewhere/secrets/unrelated") == 403
+        assert await status_of(f"{secrets}/app-secret") == 403  # no pod uses it yet
+
+        web = pod("uses-secrets", "node-s")
+        web["spec"]["volumes"] = [{"name": "s", "secret": {"secretName": "app-secret"}}]
+        web["spec"]["containers"][0]["envFrom"] = [{"secretRef": {"name": "app-env"}}]
+        assert (await admin.post(PODS, json=web)).status_code == 201
+
+        async def readable() -> bool:
+            return await status_of(f"{secrets}/app-secret") == 200
+        await eventually(readable)
+        assert await status_of(f"{secrets}/app-env") == 200
+        # The kubelet's way of watching one object: list/watch narrowed to its name.
+        listed = await node_s.get(secrets, params={"fieldSelector": "metadata.name=app-secret"})
+        assert listed.status_code == 200 and [s["metadata"]["name"] for s in listed.json()["items"]] == ["app-secret"]
+        assert await status_of(secrets) == 403  # but never the whole namespace
+        assert await status_of("/api/v1/namespaces/kube-system/secrets/bootstrap-token-nodeab") == 403
+        assert (await node_s.put(f"{secrets}/app-secret", json=secret("app-secret"))).status_code == 403
+
+        # Bound elsewhere: a pod on another node referencing a Secret gives node-s nothing.
+        other = pod("on-other-node", "node-t")
+        other["spec"]["volumes"] = [{"name": "s", "secret": {"secretName": "app-other"}}]
+        assert (await admin.post("/api/v1/namespaces/default/secrets", json=secret("app-other"))).status_code == 201
+        assert (await admin.post(PODS, json=other)).status_code == 201
+        async with client_for(cluster, "system:node:node-t", ("system:nodes",)) as node_t:
+            async def readable_by_t() -> bool:
+                return (await node_t.get(f"{secrets}/app-other")).status_code == 200
+            await eventually(readable_by_t)
+            assert (await node_t.get(f"{secrets}/app-secret")).status_code == 403
+        assert await status_of(f"{secrets}/app-other") == 403
+
+        # Once the pod is gone, so is the access.
+        gone = await admin.delete(f"{PODS}/uses-secrets", params={"gracePeriodSeconds": "0"})
+        assert gone.status_code == 200, gone.text
+
+        async def revoked() -> bool:
+            return await status_of(f"{secrets}/app-secret") == 403
+        await eventually(revoked)
+        assert await status_of(f"{secrets}/app-env") == 403
