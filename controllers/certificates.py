@@ -5,6 +5,14 @@
                    joining) or from the node itself renewing (user system:node:<n> asking for CN system:node:<n>).
                    Kubernetes asks a SubjectAccessReview for `certificatesigningrequests/nodeclient` here; this
                    project has no SubjectAccessReview API, so the rule is the group kubeadm binds that to.
+                   It also approves a node's serving-certificate CSR (signer kubernetes.io/kubelet-serving) in
+                   the one safe case: requested by system:node:<n> itself for CN system:node:<n>, O=system:nodes,
+                   usages within digital signature/key encipherment/server auth, and every SAN one of the
+                   addresses Node <n> reports (IPs: InternalIP/ExternalIP, DNS: Hostname/InternalDNS/
+                   ExternalDNS). Kubernetes and kubeadm approve no kubelet-serving CSR themselves and leave this
+                   to an external approver; this is that approver, for requests that cannot claim anything the
+                   node does not already own. Until the Node reports the addresses the request stays pending
+                   (a Node add/update queues it again).
                    Other requests are left for a human (`kubectl certificate approve`).
     csrsigning     signs approved CSRs of the kubernetes.io signers with the cluster CA given by
                    --cluster-signing-cert-file/--cluster-signing-key-file; a request that breaks its signer's
@@ -75,9 +83,64 @@ def _finished(csr: Obj) -> bool:
 
 # --- approving -------------------------------------------------------------------------------------------------
 
-def auto_approval_reason(csr: Obj) -> str | None:
-    """Why this CSR may be approved without a human ("" never), or None when it may not."""
+NodeLookup = Callable[[str], Obj | None]
+SERVING_USAGES_REQUIRED = frozenset({"server auth"})
+SERVING_USAGES_ALLOWED = frozenset({"digital signature", "key encipherment", "server auth"})
+_IP_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
+_DNS_ADDRESS_TYPES = ("Hostname", "InternalDNS", "ExternalDNS")
+
+
+def _no_nodes(_name: str) -> Obj | None:
+    return None
+
+
+def serving_approval_problems(request: x509.CertificateSigningRequest, usages: list[str], username: str,
+                              groups: list[str], node: Obj | None) -> list[str]:
+    """Why a kubelet-serving CSR is not the safe self-request of a node for its own addresses (empty when it is)."""
+    common_name, orgs = certs.subject_of(request)
+    if certs.NODES_GROUP not in groups or username != common_name:
+        return ["not requested by the node named in the subject"]
+    if orgs != [certs.NODES_GROUP] or not common_name.startswith(certs.NODE_USER_PREFIX):
+        return [f'subject is not CN=system:node:<name>, O={certs.NODES_GROUP}']
+    wanted = set(usages)
+    if not SERVING_USAGES_REQUIRED <= wanted or wanted - SERVING_USAGES_ALLOWED:
+        return ["usages must be server auth, optionally with digital signature and key encipherment"]
+    try:
+        sans = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ["no subjectAltNames"]
+    ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    dns = set(sans.get_values_for_type(x509.DNSName))
+    if not ips and not dns:
+        return ["no IP or DNS subjectAltNames"]
+    if len(list(sans)) != len(ips) + len(dns):
+        return ["only IP and DNS subjectAltNames are allowed"]
+    if node is None:
+        return [f"node {common_name.removeprefix(certs.NODE_USER_PREFIX)} is not registered"]
+    addresses = (node.get("status") or {}).get("addresses") or []
+    own_ips = {a.get("address") for a in addresses if a.get("type") in _IP_ADDRESS_TYPES}
+    own_dns = {a.get("address") for a in addresses if a.get("type") in _DNS_ADDRESS_TYPES}
+    problems = [f"{ip} is not an address of the node" for ip in sorted(ips - own_ips)]
+    problems += [f"{name} is not a host name of the node" for name in sorted(dns - own_dns)]
+    return problems
+
+
+def auto_approval_reason(csr: Obj, node_lookup: NodeLookup = _no_nodes) -> str | None:
+    """Why this CSR may be approved without a human ("" never), or None when it may not. `node_lookup` gives a
+    Node by name (for kubelet-serving requests, whose SANs must be the node's own addresses)."""
     spec = csr.get("spec") or {}
+    if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER:
+        try:
+            request = certs.decode_request(spec.get("request"))
+        except certs.CSRFormatError:
+            return None
+        username = str(spec.get("username") or "")
+        node = node_lookup(username.removeprefix(certs.NODE_USER_PREFIX)) \
+            if username.startswith(certs.NODE_USER_PREFIX) else None
+        if serving_approval_problems(request, list(spec.get("usages") or []), username,
+                                     list(spec.get("groups") or []), node):
+            return None
+        return "Auto approving self kubelet serving certificate for the node's own addresses."
     if spec.get("signerName") != certs.KUBELET_CLIENT_SIGNER:
         return None
     try:
@@ -120,13 +183,34 @@ class _CSRController:
 class CSRApprovingReconciler(_CSRController):
     name = "csrapproving"
 
+    def __init__(self, *, client: Any, informers: Any, now: Now = _utcnow) -> None:
+        super().__init__(client=client, informers=informers, now=now)
+        self.nodes = informers.get("nodes")
+
+    @property
+    def informers(self) -> list[Any]:
+        return [self.csrs, self.nodes]
+
+    def watch(self, queue: Any) -> None:
+        super().watch(queue)
+        # A node's serving CSR waits for the Node to report its addresses: look at its pending CSRs again then.
+        self.nodes.add_handler(on_add=self._node_changed, on_update=lambda _old, new: self._node_changed(new))
+
+    def _node_changed(self, node: Obj) -> None:
+        user = certs.NODE_USER_PREFIX + node["metadata"]["name"]
+        for csr in self.csrs.store.list():
+            spec = csr.get("spec") or {}
+            if spec.get("signerName") == certs.KUBELET_SERVING_SIGNER and spec.get("username") == user \
+                    and not certs.conditions(csr):
+                self._enqueue(csr)
+
     async def reconcile(self, key: str) -> Result:
         csr = self.csrs.store.get(key)
         if csr is None or certs.has_condition(csr, certs.APPROVED) or certs.has_condition(csr, certs.DENIED):
             return Result()
         if _finished(csr):
             return Result()
-        message = auto_approval_reason(csr)
+        message = auto_approval_reason(csr, self.nodes.store.get)
         if message is None:
             return Result()
         body = dict(csr)

@@ -1,12 +1,16 @@
 """Write a control plane's PKI and kubeconfigs: CA, API server serving certificate, and client certificates for
-the admin, the controller-manager and the scheduler (deploy/README.md); and this machine's etcd TLS files,
+the admin, the controller-manager and the scheduler (deploy/README.md); the kubelet-client CA (pki/kubelet-client-ca.*,
+whose only certificate is pki/apiserver-kubelet-client.*: what the API server presents to node agents, which accept
+no other client) and OUT/kubelet-client-ca.yaml publishing that CA's certificate for joining nodes (`kubectl apply`
+it once: ConfigMap kube-public/aiokube-kubelet-client-ca, readable by system:nodes); and this machine's etcd TLS files,
 under their own etcd CA as kubeadm does (aiokube/cluster/etcd_pki.py), in OUT/pki/etcd:
     ca.crt ca.key                      the etcd CA
     server.* peer.*                    this machine's etcd member (SANs: --etcd-ip, 127.0.0.1, localhost)
     apiserver-etcd-client.*            kube-apiserver --etcd-cafile ca.crt --etcd-certfile/--etcd-keyfile these
     healthcheck-client.*               for `etcdctl`/status checks
-Idempotent for both CAs: an existing ca.crt/ca.key in OUT/pki and OUT/pki/etcd is kept, so every control-plane
-machine of an HA setup can share them (copy both before running this on the other machines).
+Idempotent for the CAs: an existing ca.* and kubelet-client-ca.* in OUT/pki and ca.* in OUT/pki/etcd are kept, so
+every control-plane machine of an HA setup can share them (copy all three before running this on the other
+machines).
 
     python deploy/make_control_plane_pki.py --ip 10.0.0.11 [--ip 10.0.0.12 …] [--server https://10.0.0.11:6443] \
         [--etcd-name cp1] [--etcd-ip 10.0.0.11] --out /etc/aiokube
@@ -21,6 +25,7 @@ import socket
 import yaml
 
 from aiokube.cluster import etcd_pki, pki
+from aiokube.cluster.credentials import KUBELET_CLIENT_USER, kubelet_client_ca_manifests
 
 
 def kubeconfig(path: str, server: str, ca: pki.CertKey, client: pki.CertKey) -> None:
@@ -46,6 +51,15 @@ def write_etcd_pki(pki_dir: str, *, name: str, ip: str) -> str:
     return etcd_dir
 
 
+def write_kubelet_client_pki(pki_dir: str, manifest_path: str) -> None:
+    """The kubelet-client CA, the API server's certificate from it, and the manifest that publishes the CA."""
+    kubelet_ca = pki.load_or_create_ca(pki_dir, "kubelet-client-ca", common_name="aiokube-kubelet-client-ca")
+    pki.write_pair(pki.issue_client_cert(kubelet_ca, KUBELET_CLIENT_USER, [pki.MASTERS_GROUP]), pki_dir,
+                   "apiserver-kubelet-client")
+    with open(manifest_path, "w") as f:
+        yaml.safe_dump_all(kubelet_client_ca_manifests(kubelet_ca.cert_pem), f, sort_keys=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ip", action="append", required=True, help="an address the API server is reached at")
@@ -68,9 +82,12 @@ def main(argv: list[str] | None = None) -> None:
                pki.issue_client_cert(ca, pki.CONTROLLER_MANAGER_USER))
     kubeconfig(os.path.join(args.out, "scheduler.conf"), "https://127.0.0.1:6443", ca,
                pki.issue_client_cert(ca, pki.SCHEDULER_USER))
+    write_kubelet_client_pki(pki_dir, os.path.join(args.out, "kubelet-client-ca.yaml"))
     etcd_dir = write_etcd_pki(pki_dir, name=args.etcd_name, ip=args.etcd_ip or args.ip[0])
     print(f"wrote {pki_dir} (etcd: {etcd_dir}) and admin/controller-manager/scheduler kubeconfigs in {args.out}")
     print(f"cluster CA hash: {pki.ca_cert_hash(ca.cert)}")
+    print(f"publish the kubelet-client CA for joining nodes once the API server runs: "
+          f"kubectl --kubeconfig {args.out}/admin.conf apply -f {args.out}/kubelet-client-ca.yaml")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,13 @@ SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/12"
 CLUSTER_DOMAIN = "cluster.local"
 KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
+# Where a cluster publishes its kubelet-client CA for joining nodes (their agents' --client-ca-file): a
+# certificate, public like cluster-info's CA, readable by every node (Role + RoleBinding for system:nodes).
+KUBELET_CLIENT_CA_NAMESPACE = "kube-public"
+KUBELET_CLIENT_CA_CONFIGMAP = "aiokube-kubelet-client-ca"
+KUBELET_CLIENT_CA_KEY = "ca.crt"
+NODES_GROUP = "system:nodes"
+
 
 def kubernetes_service_ip(service_range: str = SERVICE_CLUSTER_IP_RANGE) -> str:
     return str(ipaddress.ip_network(service_range).network_address + 1)
@@ -137,3 +144,19 @@ def write_node_credentials(creds: ClusterCredentials, ca: pki.CertKey, *, server
                    f"{node}-serving")
     write_kubeconfig(creds.node_kubeconfig(node), server, ca_pem=ca.cert_pem, client=pki.issue_node_cert(ca, node),
                      user=pki.NODE_USER_PREFIX + node)
+
+
+def kubelet_client_ca_manifests(ca_pem: bytes) -> list[dict[str, object]]:
+    """ConfigMap kube-public/aiokube-kubelet-client-ca with the kubelet-client CA, and the Role/RoleBinding that
+    let nodes read it: what `aiokube join` reads to give its node agent --client-ca-file."""
+    name, namespace = KUBELET_CLIENT_CA_CONFIGMAP, KUBELET_CLIENT_CA_NAMESPACE
+    rbac = "rbac.authorization.k8s.io/v1"
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+         "data": {KUBELET_CLIENT_CA_KEY: ca_pem.decode()}},
+        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": name, "namespace": namespace},
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [name], "verbs": ["get"]}]},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": name, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": NODES_GROUP}]},
+    ]

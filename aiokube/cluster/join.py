@@ -8,6 +8,13 @@
                    and wait until the controller-manager approved and signed it
     3. credentials write DATA_DIR/pki/{ca.crt,kubelet-client.crt,kubelet-client.key} and DATA_DIR/kubelet.conf;
                    the token is not kept anywhere
+    3b. agent TLS  as the node: read the kubelet-client CA the control plane publishes in ConfigMap
+                   kube-public/aiokube-kubelet-client-ca (the only CA whose clients the node agent accepts:
+                   the API server's kubelet-client certificate), register the Node with its addresses, and send a
+                   CSR to signer kubernetes.io/kubelet-serving (CN=system:node:<name>, O=system:nodes, SANs: the
+                   node IP and name); the controller-manager approves it because the SANs are the Node's own
+                   addresses. Writes DATA_DIR/pki/{kubelet-client-ca.crt,kubelet-serving.crt,kubelet-serving.key}:
+                   the node agent serves HTTPS and accepts only client certificates of that CA
     4. services    start containerd, the node agent, the service proxy and cluster DNS as background processes
                    (recorded in DATA_DIR/node.json for `aiokube reset`), or write systemd units (`--systemd`);
                    containerd starts without a CNI config: the node agent gives it the podCIDR the
@@ -18,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import os
+import platform
 import socket
 import ssl
 import sys
@@ -37,6 +46,7 @@ from cryptography.x509.oid import NameOID
 
 from aiokube.api import certificates as certs
 from aiokube.cluster import pki
+from aiokube.cluster.credentials import KUBELET_CLIENT_CA_CONFIGMAP, KUBELET_CLIENT_CA_KEY, KUBELET_CLIENT_CA_NAMESPACE
 from aiokube.cluster.process import ManagedProcess, adopt, spawn
 from aiokube.cluster.tokens import CLUSTER_INFO_NAME, CLUSTER_INFO_NAMESPACE, BootstrapToken, ca_from_cluster_info
 
@@ -46,6 +56,8 @@ Progress = Callable[[str], None]
 CLUSTER_INFO_PATH = f"/api/v1/namespaces/{CLUSTER_INFO_NAMESPACE}/configmaps/{CLUSTER_INFO_NAME}"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 KUBELET_CLIENT_USAGES = ["digital signature", "key encipherment", "client auth"]
+KUBELET_SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
+KUBELET_CLIENT_CA_PATH = f"/api/v1/namespaces/{KUBELET_CLIENT_CA_NAMESPACE}/configmaps/{KUBELET_CLIENT_CA_CONFIGMAP}"
 DNS_PORT = 53
 
 
@@ -145,6 +157,37 @@ def csr_object(node_name: str, request: x509.CertificateSigningRequest) -> dict[
                      "usages": KUBELET_CLIENT_USAGES}}
 
 
+async def await_certificate(client: httpx.AsyncClient, body: dict[str, object], key: pki.PrivateKey, *,
+                            wait_seconds: float, poll: float = 0.5) -> pki.CertKey:
+    """Create the CSR `body` with `client`'s credentials and wait until it is approved and signed."""
+    response = await client.post(CSR_PATH, json=body)
+    if response.status_code == 401:
+        raise JoinError("the bootstrap token was refused (unknown, expired or deleted): create a new one with "
+                        "`aiokube token create`")
+    if not response.is_success:
+        raise JoinError(f"creating the certificate signing request: HTTP {response.status_code}: "
+                        f"{response.json().get('message', '') if response.content else ''}")
+    name = response.json()["metadata"]["name"]
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        response = await client.get(f"{CSR_PATH}/{name}")
+        if response.is_success:
+            csr = response.json()
+            for condition in certs.conditions(csr):
+                if condition.get("type") in (certs.DENIED, certs.FAILED):
+                    raise JoinError(f"certificate signing request {name} was {condition['type'].lower()}: "
+                                    f"{condition.get('message', '')}")
+            issued = (csr.get("status") or {}).get("certificate")
+            if issued:
+                cert = x509.load_pem_x509_certificates(base64.b64decode(issued))[0]
+                if cert.public_key() != key.public_key():
+                    raise JoinError(f"certificate signing request {name} came back with another key")
+                return pki.CertKey(cert, key)
+        await asyncio.sleep(poll)
+    raise JoinError(f"certificate signing request {name} was not approved and signed within {wait_seconds:.0f}s: "
+                    f"is the controller-manager running with --cluster-signing-cert-file/--cluster-signing-key-file?")
+
+
 async def request_node_certificate(server: str, ca_pem: bytes, token: BootstrapToken, node_name: str, *,
                                    wait_seconds: float, poll: float = 0.5) -> pki.CertKey:
     """Create the node's CSR as the bootstrap token's user and wait for the signed certificate."""
@@ -152,32 +195,8 @@ async def request_node_certificate(server: str, ca_pem: bytes, token: BootstrapT
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server, verify=_verifying_context(ca_pem), headers=headers,
                                  timeout=10) as client:
-        response = await client.post(CSR_PATH, json=csr_object(node_name, request))
-        if response.status_code == 401:
-            raise JoinError("the bootstrap token was refused (unknown, expired or deleted): create a new one with "
-                            "`aiokube token create`")
-        if not response.is_success:
-            raise JoinError(f"creating the certificate signing request: HTTP {response.status_code}: "
-                            f"{response.json().get('message', '') if response.content else ''}")
-        name = response.json()["metadata"]["name"]
-        deadline = time.monotonic() + wait_seconds
-        while time.monotonic() < deadline:
-            response = await client.get(f"{CSR_PATH}/{name}")
-            if response.is_success:
-                csr = response.json()
-                for condition in certs.conditions(csr):
-                    if condition.get("type") in (certs.DENIED, certs.FAILED):
-                        raise JoinError(f"certificate signing request {name} was {condition['type'].lower()}: "
-                                        f"{condition.get('message', '')}")
-                issued = (csr.get("status") or {}).get("certificate")
-                if issued:
-                    cert = x509.load_pem_x509_certificates(base64.b64decode(issued))[0]
-                    if cert.public_key() != key.public_key():
-                        raise JoinError(f"certificate signing request {name} came back with another key")
-                    return pki.CertKey(cert, key)
-            await asyncio.sleep(poll)
-    raise JoinError(f"certificate signing request {name} was not approved and signed within {wait_seconds:.0f}s: "
-                    f"is the controller-manager running with --cluster-signing-cert-file/--cluster-signing-key-file?")
+        return await await_certificate(client, csr_object(node_name, request), key, wait_seconds=wait_seconds,
+                                       poll=poll)
 
 
 # --- 3. credentials --------------------------------------------------------------------------------------------
@@ -210,6 +229,86 @@ async def check_node_credentials(server: str, ca_pem: bytes, cert_file: str, key
         raise JoinError(f"the node's new credentials were refused: HTTP {response.status_code}")
 
 
+# --- 3b. the node agent's TLS -----------------------------------------------------------------------------------
+
+def serving_csr(node_name: str, node_ip: str) -> tuple[pki.PrivateKey, x509.CertificateSigningRequest]:
+    """The node agent's serving-certificate request: the node's identity, its IP and its name as SANs."""
+    key = pki._new_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, pki.NODES_GROUP),
+                         x509.NameAttribute(NameOID.COMMON_NAME, pki.NODE_USER_PREFIX + node_name)])
+    sans = x509.SubjectAlternativeName([x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))])
+    request = x509.CertificateSigningRequestBuilder().subject_name(subject).add_extension(sans, critical=False)
+    return key, request.sign(key, hashes.SHA256())
+
+
+def serving_csr_object(node_name: str, request: x509.CertificateSigningRequest) -> dict[str, object]:
+    return {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "node-serving-", "labels": {"aiokube.io/node": node_name}},
+            "spec": {"request": certs.encode_request(request), "signerName": certs.KUBELET_SERVING_SIGNER,
+                     "usages": KUBELET_SERVING_USAGES}}
+
+
+def node_addresses(node_name: str, node_ip: str) -> list[dict[str, str]]:
+    """What the node agent reports in status.addresses (and what the approver checks serving SANs against)."""
+    return [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": node_name}]
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+async def register_node(client: httpx.AsyncClient, node_name: str, node_ip: str) -> None:
+    """Register the Node (with the labels the node agent gives it) and its addresses before the agent runs: the
+    serving certificate is approved only for addresses the Node reports, and the agent needs that certificate to
+    start. The agent finds the Node registered and takes over its status."""
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node_name, "labels": {
+                "kubernetes.io/hostname": node_name, "kubernetes.io/os": "linux", "kubernetes.io/arch": _arch(),
+                "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": _arch()}}}
+    response = await client.post("/api/v1/nodes", json=node)
+    if not response.is_success and response.status_code != 409:
+        raise JoinError(f"registering Node {node_name}: HTTP {response.status_code}: {response.text[:200]}")
+    response = await client.patch(f"/api/v1/nodes/{node_name}/status",
+                                  json={"status": {"addresses": node_addresses(node_name, node_ip)}},
+                                  headers={"Content-Type": "application/merge-patch+json"})
+    if not response.is_success:
+        raise JoinError(f"reporting Node {node_name}'s addresses: HTTP {response.status_code}: "
+                        f"{response.text[:200]}")
+
+
+async def fetch_kubelet_client_ca(client: httpx.AsyncClient) -> bytes:
+    """The kubelet-client CA (PEM) the control plane publishes: the node agent's --client-ca-file."""
+    response = await client.get(KUBELET_CLIENT_CA_PATH)
+    if response.status_code == 404:
+        raise JoinError(f"{KUBELET_CLIENT_CA_NAMESPACE}/{KUBELET_CLIENT_CA_CONFIGMAP} does not exist: the control "
+                        f"plane must publish its kubelet-client CA (deploy/README.md) so that the node agent "
+                        f"accepts the API server and nobody else")
+    if not response.is_success:
+        raise JoinError(f"reading the kubelet-client CA: HTTP {response.status_code}")
+    pem = str((response.json().get("data") or {}).get(KUBELET_CLIENT_CA_KEY) or "").encode()
+    try:
+        x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise JoinError(f"{KUBELET_CLIENT_CA_CONFIGMAP} holds no PEM certificate under {KUBELET_CLIENT_CA_KEY}") \
+            from None
+    return pem
+
+
+async def agent_tls_credentials(server: str, ca_pem: bytes, cert_file: str, key_file: str, node_name: str,
+                                node_ip: str, *, wait_seconds: float) -> tuple[bytes, pki.CertKey]:
+    """(kubelet-client CA PEM, serving certificate) for the node agent, obtained with the node's credential."""
+    context = _verifying_context(ca_pem)
+    context.load_cert_chain(cert_file, key_file)
+    async with httpx.AsyncClient(base_url=server, verify=context, timeout=10) as client:
+        client_ca = await fetch_kubelet_client_ca(client)
+        await register_node(client, node_name, node_ip)
+        key, request = serving_csr(node_name, node_ip)
+        serving = await await_certificate(client, serving_csr_object(node_name, request), key,
+                                          wait_seconds=wait_seconds)
+    return client_ca, serving
+
+
 # --- 4. services -----------------------------------------------------------------------------------------------
 
 def default_node_ip(server: str) -> str:
@@ -238,6 +337,19 @@ class NodeLayout:
         return os.path.join(self.data_dir, "pki")
 
     @property
+    def serving_cert(self) -> str:
+        return os.path.join(self.pki_dir, "kubelet-serving.crt")
+
+    @property
+    def serving_key(self) -> str:
+        return os.path.join(self.pki_dir, "kubelet-serving.key")
+
+    @property
+    def client_ca_file(self) -> str:
+        """The kubelet-client CA: the node agent accepts clients with certificates of this CA only."""
+        return os.path.join(self.pki_dir, "kubelet-client-ca.crt")
+
+    @property
     def containerd_dir(self) -> str:
         return os.path.join(self.data_dir, "containerd")
 
@@ -261,7 +373,9 @@ class NodeLayout:
             "kubelet": [py, "-m", "kubelet", "--kubeconfig", self.kubeconfig, "--node-name", self.node_name,
                         "--containerd-socket", socket_path, "--root-dir", os.path.join(self.data_dir, "kubelet"),
                         "--node-ip", self.node_ip, *pod_cidr,
-                        "--cgroup-prefix", f"aiokube-{self.node_name}", "--cluster-dns", self.node_ip],
+                        "--cgroup-prefix", f"aiokube-{self.node_name}", "--cluster-dns", self.node_ip,
+                        "--tls-cert-file", self.serving_cert, "--tls-private-key-file", self.serving_key,
+                        "--client-ca-file", self.client_ca_file],
             "proxy": [py, "-m", "proxy", "--kubeconfig", self.kubeconfig, "--node-name", self.node_name,
                       "--netns-exec", "none"],
             "clusterdns": [py, "-m", "clusterdns", "--kubeconfig", self.kubeconfig,
@@ -395,6 +509,12 @@ def join(options: JoinOptions, *, progress: Progress = print) -> JoinResult:
     asyncio.run(check_node_credentials(options.server, ca_pem, cert_file, key_file, options.node_name))
     with open(os.path.join(layout.pki_dir, "ca.crt"), "wb") as f:
         f.write(ca_pem)
+    progress("requesting the node agent's serving certificate")
+    client_ca, serving = asyncio.run(agent_tls_credentials(options.server, ca_pem, cert_file, key_file,
+                                                           options.node_name, node_ip, wait_seconds=options.timeout))
+    pki.write_pair(serving, layout.pki_dir, "kubelet-serving")
+    with open(layout.client_ca_file, "wb") as f:
+        f.write(client_ca)
     write_node_kubeconfig(layout.kubeconfig, options.server, ca_pem, pair, options.node_name)
     progress(f"wrote {layout.kubeconfig} (user {pki.NODE_USER_PREFIX}{options.node_name})")
     result = JoinResult(options.node_name, layout.kubeconfig, node_ip,

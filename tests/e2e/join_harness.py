@@ -2,9 +2,11 @@
 
 Every "machine" is a netns reachable only through its own IP on a bridge (aiokube.cluster.netns). A control
 plane (etcd on its loopback, an HTTPS API server with client certificates and RBAC, controller-manager with the
-CSR signer, scheduler) runs in one; `aiokube token create` runs there; `aiokube join --server https://CP:6443
---token … --ca-cert-hash sha256:…` runs in each worker's. A `Worker` knows every process of its machine, so a test
-can kill them all (a machine failure) and still clean up everything afterwards.
+CSR signer, scheduler) runs in one, with a kubelet-client CA published for joining nodes (their agents serve
+HTTPS and accept only the API server's kubelet-client certificate); `aiokube token create` runs there;
+`aiokube join --server https://CP:6443 --token … --ca-cert-hash sha256:…` runs in each worker's. A `Worker` knows
+every process of its machine, so a test can kill them all (a machine failure) and still clean up everything
+afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 import yaml
 
 from aiokube.cluster import netns, pki, teardown
+from aiokube.cluster.credentials import KUBELET_CLIENT_USER, kubelet_client_ca_manifests
 from aiokube.cluster.join import load_processes
 from aiokube.cluster.process import ManagedProcess, spawn
 from aiokube.node.containerd import ContainerdConfig, start_containerd, stop_containerd
@@ -75,6 +78,8 @@ class ControlPlane:
     ca: pki.CertKey
     admin_kubeconfig: str
     processes: list[ManagedProcess] = field(default_factory=list)
+    # The CA whose only certificate is the API servers' kubelet-client one; joined node agents accept nothing else.
+    kubelet_client_ca: pki.CertKey | None = None
 
     @property
     def server(self) -> str:
@@ -94,7 +99,35 @@ class ControlPlane:
 def new_control_plane(directory: str) -> ControlPlane:
     ca = pki.create_ca()
     pki.write_pair(ca, directory, "ca")
-    return ControlPlane(directory, [], ca, admin_kubeconfig=os.path.join(directory, "admin.conf"))
+    kubelet_client_ca = pki.create_ca("aiokube-kubelet-client-ca")
+    pki.write_pair(kubelet_client_ca, directory, "kubelet-client-ca")
+    pki.write_pair(pki.issue_client_cert(kubelet_client_ca, KUBELET_CLIENT_USER, [pki.MASTERS_GROUP]), directory,
+                   "apiserver-kubelet-client")
+    return ControlPlane(directory, [], ca, admin_kubeconfig=os.path.join(directory, "admin.conf"),
+                        kubelet_client_ca=kubelet_client_ca)
+
+
+def kubelet_client_args(cp: ControlPlane) -> list[str]:
+    """The API server's --kubelet-* flags: verify node agents by the cluster CA (the kubelet-serving signer's)
+    and present the kubelet-client certificate to them."""
+    if cp.kubelet_client_ca is None:
+        return []
+    return ["--kubelet-certificate-authority", os.path.join(cp.directory, "ca.crt"),
+            "--kubelet-client-certificate", os.path.join(cp.directory, "apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", os.path.join(cp.directory, "apiserver-kubelet-client.key")]
+
+
+def publish_kubelet_client_ca(cp: ControlPlane) -> None:
+    """What the control plane's set-up does (deploy/README.md): publish the kubelet-client CA for joining nodes."""
+    assert cp.kubelet_client_ca is not None
+    with cp.admin_client() as admin:
+        for manifest in kubelet_client_ca_manifests(cp.kubelet_client_ca.cert_pem):
+            kind = str(manifest["kind"])
+            path = {"ConfigMap": "/api/v1/namespaces/kube-public/configmaps",
+                    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/roles",
+                    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/rolebindings"}[kind]
+            response = admin.post(path, json=manifest)
+            assert response.status_code in (201, 409), response.text
 
 
 def start_etcd(cp: ControlPlane, ns: netns.NodeNetwork) -> str:
@@ -115,7 +148,8 @@ def start_apiserver(cp: ControlPlane, ns: netns.NodeNetwork, etcd_servers: str, 
     argv = [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_servers,
             "--etcd-prefix", f"/{os.path.basename(cp.directory)}", "--bind-address", ns.node_ip,
             "--port", str(API_PORT), "--tls-cert-file", cert_file, "--tls-private-key-file", key_file,
-            "--client-ca-file", os.path.join(cp.directory, "ca.crt"), "--authorization-mode", "RBAC"]
+            "--client-ca-file", os.path.join(cp.directory, "ca.crt"), "--authorization-mode", "RBAC",
+            *kubelet_client_args(cp)]
     cp.processes.append(spawn(name, in_netns(ns, argv), os.path.join(cp.directory, f"{name}.log"), cwd=ROOT))
     server = f"https://{ns.node_ip}:{API_PORT}"
     context = ssl.create_default_context(cadata=cp.ca.cert_pem.decode())
@@ -146,6 +180,7 @@ def start_control_plane(cp: ControlPlane, ns: netns.NodeNetwork, *, extra_cm_arg
     server = start_apiserver(cp, ns, start_etcd(cp, ns), "apiserver")
     cp.servers.append(server)
     write_kubeconfig(cp.admin_kubeconfig, server, cp.ca, pki.issue_admin_cert(cp.ca))
+    publish_kubelet_client_ca(cp)
     start_components(cp, ns, server, extra_cm_args=extra_cm_args)
     return server
 
@@ -167,6 +202,44 @@ def node_ready(client: httpx.Client, name: str) -> bool:
         return False
     conditions = (response.json().get("status") or {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+AGENT_PORT = 10250
+
+
+def agent_responds(url: str, context: ssl.SSLContext | None = None) -> int | None:
+    """The HTTP status a node agent answers `url` with, or None when it refuses the connection (TLS handshake
+    failure, a client certificate it does not accept, or plain HTTP on its TLS port)."""
+    try:
+        return httpx.get(url, verify=context if context is not None else False, timeout=5).status_code
+    except httpx.TimeoutException:
+        raise  # silence is not a refusal
+    except httpx.TransportError as exc:
+        print(f"{url}: refused: {exc!r}")
+        return None
+
+
+def assert_agent_refuses_all_but_the_api_server(cp: ControlPlane, node_ip: str) -> None:
+    """A joined node agent serves HTTPS with a serving certificate for its IP from the cluster CA, and answers only
+    a client with the API server's kubelet-client certificate: not plain HTTP, not TLS without a client
+    certificate, and not TLS with another certificate of the cluster CA (here the admin's: system:masters)."""
+    url = f"https://{node_ip}:{AGENT_PORT}/pods"
+    assert agent_responds(f"http://{node_ip}:{AGENT_PORT}/pods") is None
+    verifying = ssl.create_default_context(cadata=cp.ca.cert_pem.decode())  # checks the IP SAN too
+    assert agent_responds(url, verifying) is None
+    wrong = ssl.create_default_context(cadata=cp.ca.cert_pem.decode())
+    wrong.load_cert_chain(*pki.write_pair(pki.issue_admin_cert(cp.ca), cp.directory, "not-kubelet-client"))
+    assert agent_responds(url, wrong) is None
+    assert cp.kubelet_client_ca is not None
+    stranger_ca = pki.create_ca("aiokube-kubelet-client-ca")  # same name, other key: refused too
+    stranger = ssl.create_default_context(cadata=cp.ca.cert_pem.decode())
+    stranger.load_cert_chain(*pki.write_pair(pki.issue_client_cert(stranger_ca, KUBELET_CLIENT_USER,
+                                                                   [pki.MASTERS_GROUP]), cp.directory, "stranger"))
+    assert agent_responds(url, stranger) is None
+    right = ssl.create_default_context(cadata=cp.ca.cert_pem.decode())
+    right.load_cert_chain(os.path.join(cp.directory, "apiserver-kubelet-client.crt"),
+                          os.path.join(cp.directory, "apiserver-kubelet-client.key"))
+    assert agent_responds(url, right) == 200
 
 
 # --- joined workers --------------------------------------------------------------------------------------------

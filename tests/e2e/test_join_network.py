@@ -31,9 +31,11 @@ from aiokube.cluster.join import stop_services
 from tests.e2e.join_harness import (  # noqa: F401
     ROOT,
     ControlPlane,
+    assert_agent_refuses_all_but_the_api_server,
     in_netns,
     new_control_plane,
     node_ready,
+    publish_kubelet_client_ca,
     pytestmark,
     start_apiserver,
     start_components,
@@ -61,6 +63,7 @@ def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cl
         server = start_apiserver(cp, cp_net, start_etcd(cp, cp_net), "apiserver")
         cp.servers.append(server)
         write_kubeconfig(cp.admin_kubeconfig, server, cp.ca, pki.issue_admin_cert(cp.ca))
+        publish_kubelet_client_ca(cp)
         start_components(cp, cp_net, server)
         admin = cp.admin_client()
 
@@ -113,12 +116,20 @@ def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cl
             bridge = json.load(f)["plugins"][0]
         assert bridge["ipam"]["ranges"] == [[{"subnet": pod_cidr}]]
         csrs = admin.get("/apis/certificates.k8s.io/v1/certificatesigningrequests").json()["items"]
-        assert len(csrs) == 1
-        csr = csrs[0]
+        by_signer = {c["spec"]["signerName"]: c for c in csrs}
+        assert len(csrs) == 2 and set(by_signer) == {"kubernetes.io/kube-apiserver-client-kubelet",
+                                                     "kubernetes.io/kubelet-serving"}
+        csr = by_signer["kubernetes.io/kube-apiserver-client-kubelet"]
         token_id = token.split(".")[0]
         assert csr["spec"]["username"] == f"system:bootstrap:{token_id}"
         assert "system:bootstrappers" in csr["spec"]["groups"]
         assert [c["type"] for c in csr["status"]["conditions"]] == ["Approved"] and csr["status"]["certificate"]
+        # The agent's serving certificate was asked for by the node itself (its own credential), for its own
+        # addresses, and approved for that reason.
+        serving_csr = by_signer["kubernetes.io/kubelet-serving"]
+        assert serving_csr["spec"]["username"] == "system:node:worker-1"
+        assert [c["type"] for c in serving_csr["status"]["conditions"]] == ["Approved"]
+        assert serving_csr["status"]["certificate"]
 
         # The node's kubeconfig carries its own certificate (CN system:node:worker-1, O system:nodes), no token.
         with open(os.path.join(worker_dir, "kubelet.conf")) as f:
@@ -129,6 +140,11 @@ def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cl
 
         cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
         assert pki.identity_of(cert) == ("system:node:worker-1", ["system:nodes"])
+
+        # The node agent serves HTTPS for its IP and answers the API server's kubelet-client certificate only.
+        assert_agent_refuses_all_but_the_api_server(cp, worker_net.node_ip)
+        with open(os.path.join(worker_dir, "pki", "kubelet-client-ca.crt"), "rb") as f:
+            assert cp.kubelet_client_ca is not None and f.read() == cp.kubelet_client_ca.cert_pem
 
         # The token is gone: it no longer authenticates, and the node keeps heartbeating with its certificate.
         assert admin.delete(f"/api/v1/namespaces/kube-system/secrets/bootstrap-token-{token_id}").status_code == 200

@@ -9,7 +9,10 @@ server with RBAC, controller-manager, scheduler) and three workers that each ran
   * a Deployment spread over the three workers; one worker is killed (every process of the machine, SIGKILL by
     PID: containerd, shims, node agent, proxy, DNS and the pods' processes); the node lifecycle controller marks
     it unreachable and evicts its pods, and the Deployment's pods run again, all on the two survivors;
-  * before that, host-gw routes built from those podCIDRs let one worker reach the pods on the others.
+  * before that, host-gw routes built from those podCIDRs let one worker reach the pods on the others, and
+    `kubectl logs` and `kubectl exec` (with its exit code) work on every worker's pods through the API server,
+    while each node agent refuses plain HTTP, TLS without a client certificate and with any certificate other
+    than the API server's kubelet-client one.
 
 The controller-manager runs with a 20 s node-monitor grace period (2x the node agent's 10 s lease renewal) and a
 1 s monitor period, and the pods tolerate the unreachable taint for 2 s (instead of the default 300 s), so the
@@ -34,6 +37,7 @@ from aiokube.cluster import netns
 from aiokube.node.images import build_images
 from tests.e2e.join_harness import (
     Worker,
+    assert_agent_refuses_all_but_the_api_server,
     in_netns,
     new_control_plane,
     node_ready,
@@ -76,8 +80,9 @@ def deployment() -> dict[str, Any]:
                 "tolerations": [{"key": key, "operator": "Exists", "effect": "NoExecute",
                                  "tolerationSeconds": TOLERATION_SECONDS}
                                 for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")],
+                # One line of log (the pod's hostname is its name) for `kubectl logs` through the API server.
                 "containers": [{"name": "app", "image": "localhost/busybox:latest", "imagePullPolicy": "Never",
-                                "command": ["sleep", "3600"]}],
+                                "command": ["sh", "-c", "echo started on $(hostname); exec sleep 3600"]}],
             }}},
     }
 
@@ -113,6 +118,11 @@ def routes_in(worker: Worker) -> dict[str, str]:
     out = subprocess.run(in_netns(worker.net, ["ip", "-j", "-4", "route", "show", "proto", "250"]),
                          capture_output=True, text=True, timeout=10).stdout
     return {r["dst"]: r.get("gateway", "") for r in json.loads(out or "[]")}
+
+
+def kubectl(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
+                          timeout=30)
 
 
 def ping_from(worker: Worker, ip: str) -> bool:
@@ -169,6 +179,17 @@ def test_killed_worker_pods_are_recreated_on_the_survivors(cluster_id: str, tmp_
         for pod in before:
             if pod["spec"]["nodeName"] != first.name:
                 assert ping_from(first, pod["status"]["podIP"]), pod["metadata"]["name"]
+
+        # Logs and exec on a joined worker's pod go through the API server, which reaches the node agent over
+        # TLS with its kubelet-client certificate; nothing else gets an answer from the agent.
+        for worker in workers:
+            pod_name = placed[worker.name][0]["metadata"]["name"]
+            logs = kubectl(cp.admin_kubeconfig, "logs", pod_name)
+            assert logs.returncode == 0 and logs.stdout == f"started on {pod_name}\n", logs.stdout + logs.stderr
+            execed = kubectl(cp.admin_kubeconfig, "exec", pod_name, "--", "sh", "-c", "hostname; exit 3")
+            assert (execed.returncode, execed.stdout) == (3, f"{pod_name}\n"), execed.stderr
+            assert_agent_refuses_all_but_the_api_server(cp, worker.net.node_ip)
+        phase("logs, exec and agent TLS checked on every worker")
 
         victim = max(workers, key=lambda w: len(placed[w.name]))
         survivors = {w.name for w in workers if w is not victim}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 
+import httpx
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -14,12 +15,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from aiokube.api import certificates as certs
 from aiokube.api.resources import lookup
 from aiokube.cluster import pki, tokens
-from aiokube.cluster.join import csr_object, node_csr
+from aiokube.cluster.join import (
+    KUBELET_SERVING_USAGES,
+    csr_object,
+    node_addresses,
+    node_csr,
+    serving_csr,
+    serving_csr_object,
+)
 from apiserver.auth.authn import bootstrap_user
 from apiserver.auth.user import UserInfo
 from apiserver.strategies.certificates import condition_summary
 from apiserver.strategies.registry import strategy_for
-from controllers.certificates import auto_approval_reason, sign_request, signer_problems
+from controllers.certificates import CSRApprovingReconciler, auto_approval_reason, sign_request, signer_problems
+from controllers.testing import FakeInformers, FakeQueue
 
 NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 STRATEGY = strategy_for(lookup("certificatesigningrequests"))
@@ -131,3 +140,92 @@ def test_cluster_info_round_trips_and_the_join_command_pins_the_ca() -> None:
     assert tokens.join_command("https://10.0.0.1:6443", token, ca.cert_pem) == (
         f"aiokube join --server https://10.0.0.1:6443 --token abcdef.0123456789abcdef "
         f"--ca-cert-hash {pki.ca_cert_hash(ca.cert)}")
+
+
+# --- the node agent's serving certificate ----------------------------------------------------------------------
+
+def serving_request(name: str = "w1", ip: str = "10.0.0.12", *, username: str | None = None) -> dict:
+    _, request = serving_csr(name, ip)
+    obj = serving_csr_object(name, request)
+    obj["spec"] |= {"username": username or f"system:node:{name}", "groups": ["system:nodes", "system:authenticated"]}
+    return obj
+
+
+def registered(name: str = "w1", ip: str = "10.0.0.12") -> dict:
+    return {"metadata": {"name": name}, "status": {"addresses": node_addresses(name, ip)}}
+
+
+def test_serving_csr_is_approved_only_for_the_requesting_nodes_own_addresses() -> None:
+    nodes = {"w1": registered("w1"), "w2": registered("w2", "10.0.0.13")}
+    assert auto_approval_reason(serving_request("w1"), nodes.get)
+    # Not yet registered (or no addresses reported): pending, not approved.
+    assert auto_approval_reason(serving_request("w1")) is None
+    assert auto_approval_reason(serving_request("w1"), {"w1": {"metadata": {"name": "w1"}}}.get) is None
+    # Another node's address, asked for by w1 as itself: no.
+    assert auto_approval_reason(serving_request("w1", "10.0.0.13"), nodes.get) is None
+    # w2 asking for a certificate naming w1: no.
+    assert auto_approval_reason(serving_request("w1", username="system:node:w2"), nodes.get) is None
+    # A bootstrap token or a user may not get one either.
+    for username, groups in (("system:bootstrap:abcdef", ["system:bootstrappers"]), ("alice", ["developers"])):
+        obj = serving_request("w1")
+        obj["spec"] |= {"username": username, "groups": groups}
+        assert auto_approval_reason(obj, nodes.get) is None
+
+
+def test_serving_csr_with_client_usage_or_without_sans_is_not_auto_approved() -> None:
+    nodes = {"w1": registered("w1")}
+    obj = serving_request("w1")
+    obj["spec"]["usages"] = [*obj["spec"]["usages"], "client auth"]
+    assert auto_approval_reason(obj, nodes.get) is None
+    key, _ = serving_csr("w1", "10.0.0.12")
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "system:node:w1")])
+    no_sans = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    obj = serving_csr_object("w1", no_sans)
+    obj["spec"] |= {"username": "system:node:w1", "groups": ["system:nodes"]}
+    assert auto_approval_reason(obj, nodes.get) is None
+
+
+def test_signed_serving_certificate_carries_the_node_addresses_for_server_auth() -> None:
+    ca = pki.create_ca()
+    key, request = serving_csr("w1", "10.0.0.12")
+    assert signer_problems(certs.KUBELET_SERVING_SIGNER, request, KUBELET_SERVING_USAGES) == []
+    cert = sign_request(ca, request, KUBELET_SERVING_USAGES, duration=datetime.timedelta(hours=1), now=NOW)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["10.0.0.12"]
+    assert sans.get_values_for_type(x509.DNSName) == ["w1"]
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    assert cert.public_key() == key.public_key()
+
+
+class RecordingClient:
+    """Answers the approver's PUT …/approval with 200 and remembers it."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict]] = []
+
+    async def request(self, method: str, path: str, json: dict) -> httpx.Response:
+        self.requests.append((method, path, json))
+        return httpx.Response(200, json=json)
+
+
+async def test_approver_waits_for_the_node_to_report_its_addresses_then_approves() -> None:
+    informers = FakeInformers()
+    client = RecordingClient()
+    approver = CSRApprovingReconciler(client=client, informers=informers, now=lambda: NOW)
+    queue = FakeQueue()
+    approver.watch(queue)
+    csr = serving_request("w1") | {"metadata": {"name": "node-serving-1", "resourceVersion": "1"}}
+    informers.get("certificatesigningrequests").apply([csr])
+    assert queue.added == ["node-serving-1"]
+    await approver.reconcile("node-serving-1")
+    assert client.requests == []  # Node w1 is not registered: pending
+    # The Node appears with its addresses: its pending serving CSR is looked at again, and approved.
+    node = registered("w1") | {"metadata": {"name": "w1", "resourceVersion": "2"}}
+    informers.get("nodes").apply([node])
+    assert queue.added == ["node-serving-1", "node-serving-1"]
+    await approver.reconcile("node-serving-1")
+    [(method, path, body)] = client.requests
+    assert (method, path) == ("PUT", "/apis/certificates.k8s.io/v1/certificatesigningrequests/node-serving-1/approval")
+    assert [c["type"] for c in body["status"]["conditions"]] == ["Approved"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from aiokube.cluster.join import NodeLayout, node_units
 
@@ -246,6 +247,43 @@ def test_node_units_read_the_joined_credentials_and_containerd_socket() -> None:
     containerd_dir = os.path.dirname(containerd[containerd.index("--config") + 1])
     assert kubelet[kubelet.index("--containerd-socket") + 1] == f"{containerd_dir}/containerd.sock"
     assert containerd_dir == NodeLayout(NODE_DATA_DIR, "n", "10.0.0.12").containerd_dir
+
+
+def test_node_agent_unit_serves_tls_with_the_files_join_writes() -> None:
+    """HTTPS with the serving certificate join obtained, and only the kubelet-client CA's clients (the API
+    server): never plain, unauthenticated HTTP on :10250."""
+    kubelet = exec_argv(parse_unit(UNIT_DIR / "aiokube-kubelet.service"))
+    layout = NodeLayout(NODE_DATA_DIR, "worker-1", "10.0.0.12")
+    flags = {"--tls-cert-file": layout.serving_cert, "--tls-private-key-file": layout.serving_key,
+             "--client-ca-file": layout.client_ca_file}
+    for flag, path in flags.items():
+        assert kubelet[kubelet.index(flag) + 1] == path, flag
+
+
+def test_apiserver_unit_is_the_node_agents_tls_client(tmp_path: Path) -> None:
+    """--kubelet-certificate-authority is the cluster CA (signer of the agents' serving certificates), and the
+    client certificate is the one signed by the kubelet-client CA the PKI script publishes for joining nodes."""
+    from cryptography import x509
+
+    out = tmp_path / "etc-aiokube"
+    script = REPO / "deploy" / "make_control_plane_pki.py"
+    run = subprocess.run([sys.executable, str(script), "--ip", "10.0.0.11", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    argv = exec_argv(parse_unit(UNIT_DIR / "aiokube-apiserver.service"))
+    value = {flag: argv[argv.index(flag) + 1].replace("/etc/aiokube", str(out)) for flag in
+             ("--kubelet-certificate-authority", "--kubelet-client-certificate", "--kubelet-client-key",
+              "--client-ca-file")}
+    assert value["--kubelet-certificate-authority"] == value["--client-ca-file"]  # the cluster CA
+    client = x509.load_pem_x509_certificate(Path(value["--kubelet-client-certificate"]).read_bytes())
+    published = list(yaml.safe_load_all((out / "kubelet-client-ca.yaml").read_text()))
+    configmap = next(m for m in published if m["kind"] == "ConfigMap")
+    assert configmap["metadata"] == {"name": "aiokube-kubelet-client-ca", "namespace": "kube-public"}
+    kubelet_client_ca = x509.load_pem_x509_certificate(configmap["data"]["ca.crt"].encode())
+    client.verify_directly_issued_by(kubelet_client_ca)
+    cluster_ca = x509.load_pem_x509_certificate(Path(value["--client-ca-file"]).read_bytes())
+    assert kubelet_client_ca.subject != cluster_ca.subject  # a CA of its own: it signs nothing else
 
 
 # --- the control-plane units name only files the PKI script writes -------------------------------------------
