@@ -84,7 +84,7 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
     try:
         command = create_token_from_kubeconfig(args.kubeconfig, server=args.server, ca_file=args.ca_cert,
-                                               ttl=parse_ttl(args.ttl))
+                                               ttl=parse_ttl(args.ttl), kubelet_client_ca_file=args.kubelet_client_ca)
     except ValueError as e:
         print(f"aiokube token create: {e}", file=sys.stderr)
         return 1
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default=None, help="address workers reach the API server at, https://HOST:6443 "
                                                   "(default: the kubeconfig's)")
     p.add_argument("--ca-cert", default=None, help="cluster CA file (default: the kubeconfig's CA)")
+    p.add_argument("--kubelet-client-ca", default=None,
+                   help="the CA joining node agents accept clients of, published as kube-public/"
+                        "aiokube-kubelet-client-ca (default: pki/kubelet-client-ca.crt beside the kubeconfig)")
     p.set_defaults(func=_cmd_token_create)
 
     p = sub.add_parser("join", help="join this machine to a cluster as a node (bootstrap token + CA hash)")

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     etcd_dir = write_etcd_pki(pki_dir, name=args.etcd_name, ip=args.etcd_ip or args.ip[0])
     print(f"wrote {pki_dir} (etcd: {etcd_dir}) and admin/controller-manager/scheduler kubeconfigs in {args.out}")
     print(f"cluster CA hash: {pki.ca_cert_hash(ca.cert)}")
-    print(f"publish the kubelet-client CA for joining nodes once the API server runs: "
-          f"kubectl --kubeconfig {args.out}/admin.conf apply -f {args.out}/kubelet-client-ca.yaml")
+    print(f"`aiokube token create --kubeconfig {args.out}/admin.conf` publishes the kubelet-client CA for joining "
+          f"nodes (or: kubectl apply -f {args.out}/kubelet-client-ca.yaml)")
 
 
 if __name__ == "__main__":

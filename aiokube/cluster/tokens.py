@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import os
 import re
 import secrets
 import string
@@ -164,12 +165,25 @@ async def publish_cluster_info(client: Any, server: str, ca_pem: bytes) -> None:
     await _create_or_replace(client, "rolebindings", cluster_info_role_binding())
 
 
+async def publish_kubelet_client_ca(client: Any, ca_pem: bytes) -> None:
+    """Write (or refresh) the kubelet-client CA joining node agents accept clients of, readable by nodes."""
+    from aiokube.cluster.credentials import kubelet_client_ca_manifests
+
+    resources = {"ConfigMap": "configmaps", "Role": "roles", "RoleBinding": "rolebindings"}
+    for manifest in kubelet_client_ca_manifests(ca_pem):
+        await _create_or_replace(client, resources[str(manifest["kind"])], manifest)
+
+
 async def create_token(client: Any, server: str, ca_pem: bytes, *, ttl: datetime.timedelta | None = DEFAULT_TTL,
-                       token: BootstrapToken | None = None, now: datetime.datetime | None = None) -> str:
-    """Create a bootstrap token (and publish cluster-info); returns the ready `aiokube join …` command."""
+                       token: BootstrapToken | None = None, now: datetime.datetime | None = None,
+                       kubelet_client_ca_pem: bytes | None = None) -> str:
+    """Create a bootstrap token (and publish cluster-info, and the kubelet-client CA when given); returns the
+    ready `aiokube join …` command."""
     token = token or BootstrapToken.generate()
     now = now or datetime.datetime.now(datetime.UTC)
     await publish_cluster_info(client, server, ca_pem)
+    if kubelet_client_ca_pem is not None:
+        await publish_kubelet_client_ca(client, kubelet_client_ca_pem)
     await client.create("secrets", token_secret(token, ttl=ttl, now=now), namespace="kube-system")
     return join_command(server, token, ca_pem)
 
@@ -185,15 +199,29 @@ def parse_ttl(text: str) -> datetime.timedelta | None:
     return datetime.timedelta(seconds=seconds)
 
 
+def default_kubelet_client_ca(kubeconfig_path: str) -> str | None:
+    """pki/kubelet-client-ca.crt beside the admin kubeconfig, where both `aiokube up` (DATA_DIR/kubeconfig) and
+    deploy/make_control_plane_pki.py (/etc/aiokube/admin.conf) put it; None when absent."""
+    candidate = os.path.join(os.path.dirname(os.path.abspath(kubeconfig_path)), "pki", "kubelet-client-ca.crt")
+    return candidate if os.path.isfile(candidate) else None
+
+
 def create_token_from_kubeconfig(kubeconfig: str | None, *, server: str | None, ca_file: str | None,
-                                 ttl: datetime.timedelta | None) -> str:
+                                 ttl: datetime.timedelta | None, kubelet_client_ca_file: str | None = None) -> str:
     """`aiokube token create`: the admin kubeconfig gives the API access and (unless overridden) the address
-    workers should use and the cluster CA."""
+    workers should use and the cluster CA; the kubelet-client CA (given, or found beside the kubeconfig) is
+    published for joining nodes."""
     import asyncio
 
     from aiokube.client import ApiClient, load_kubeconfig
 
     config = load_kubeconfig(kubeconfig)
+    kubeconfig_path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    kubelet_ca_file = kubelet_client_ca_file or default_kubelet_client_ca(kubeconfig_path.split(os.pathsep)[0])
+    kubelet_ca_pem = None
+    if kubelet_ca_file:
+        with open(kubelet_ca_file, "rb") as f:
+            kubelet_ca_pem = f.read()
     if ca_file:
         with open(ca_file, "rb") as f:
             ca_pem = f.read()
@@ -207,6 +235,6 @@ def create_token_from_kubeconfig(kubeconfig: str | None, *, server: str | None, 
 
     async def run() -> str:
         async with ApiClient.from_config(config) as client:
-            return await create_token(client, advertised, ca_pem, ttl=ttl)
+            return await create_token(client, advertised, ca_pem, ttl=ttl, kubelet_client_ca_pem=kubelet_ca_pem)
 
     return asyncio.run(run())

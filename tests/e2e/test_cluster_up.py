@@ -215,6 +215,11 @@ def test_token_create_works_with_the_tls_kubeconfig(cluster: ClusterState) -> No
     # A joining machine reads cluster-info before it has any credential: allowed anonymously, as in kubeadm.
     with httpx.Client(base_url=cluster.server, verify=ca_context(cluster), timeout=10) as anonymous:
         assert anonymous.get("/api/v1/namespaces/kube-public/configmaps/cluster-info").status_code == 200
+    # The kubelet-client CA a joining node agent will accept clients of (found beside the kubeconfig).
+    published = kubectl(cluster, "-n", "kube-public", "get", "configmap", "aiokube-kubelet-client-ca", "-o", "json")
+    assert published.returncode == 0, published.stderr
+    with open(ClusterCredentials(cluster.data_dir).kubelet_client_ca) as f:
+        assert json.loads(published.stdout)["data"]["ca.crt"] == f.read()
 
 
 def secret_pod(secret: str) -> str:
