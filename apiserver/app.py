@@ -20,6 +20,7 @@ from apiserver import metrics_api
 from apiserver.allocators import ServiceAllocators
 from apiserver.compactor import Compactor
 from apiserver.config import Config
+from apiserver.endpoint_leases import EndpointLeaseReconciler
 from apiserver.handlers.common import json_response, storage_errors
 from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.handlers.state import ServerState, load_schemas
@@ -174,6 +175,9 @@ class ApiServerApp:
             # As kube-apiserver: every interval, compact to the revision seen one interval earlier.
             compactor = Compactor(self.state.registry.storage, interval=interval, retention=interval)
             tasks.append(group.create_task(compactor.run(), name="etcd-compactor"))
+        if self.config.endpoint_lease_duration > 0:  # the `kubernetes` endpoints list only live API servers
+            reconciler = EndpointLeaseReconciler(self.state)
+            tasks.append(group.create_task(reconciler.run(), name="kubernetes-endpoints"))
         return tasks
 
     async def _dispatch(self, request: Request) -> Response:

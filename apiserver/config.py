@@ -46,6 +46,9 @@ class Config:
     etcd_cafile: str | None = None
     etcd_certfile: str | None = None
     etcd_keyfile: str | None = None
+    # Seconds an API server's lease (apiserver/endpoint_leases.py) stays fresh without renewal: a server that
+    # died leaves the `kubernetes` Service's endpoints within this long (Kubernetes' master lease TTL, 15 s).
+    endpoint_lease_duration: float = 15.0
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -76,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--etcd-cafile", help="verify https etcd members with this CA (PEM)")
     parser.add_argument("--etcd-certfile", help="client certificate presented to etcd (PEM)")
     parser.add_argument("--etcd-keyfile", help="the private key of --etcd-certfile (PEM)")
+    parser.add_argument("--endpoint-lease-duration", default="15s", type=_duration,
+                        help="how long this server's endpoint lease lasts unrenewed, e.g. 15s (renewed every third)")
     args = parser.parse_args(argv)
     etcd_tls = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
     if any(etcd_tls) and not all(etcd_tls):
@@ -106,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         etcd_cafile=args.etcd_cafile,
         etcd_certfile=args.etcd_certfile,
         etcd_keyfile=args.etcd_keyfile,
+        endpoint_lease_duration=args.endpoint_lease_duration,
     )
 
 

@@ -1,10 +1,10 @@
 """The `kubernetes` Service in `default`: how pods find the API server (ClusterIP = the first address of the
 service range, port 443 -> this server's port), with an Endpoints and an EndpointSlice listing the advertised
-address of every API server that started on this etcd, as kube-apiserver's bootstrap controller writes them.
+address of every live API server, as kube-apiserver's bootstrap controller writes them.
 
-Written at start-up through the ordinary create/update handlers (so allocation, validation and managedFields
-apply; the manager is `kube-apiserver`). Several API servers each add their own address; an address is not
-removed when its server goes away (Kubernetes' lease-based endpoint reconciler is not implemented).
+Written through the ordinary create/update handlers (so allocation, validation and managedFields apply; the
+manager is `kube-apiserver`). At start-up a server adds its own address (keeping the others'); from then on
+apiserver/endpoint_leases.py keeps the list to the servers whose lease is fresh (`set_endpoint_addresses`).
 """
 
 from __future__ import annotations
@@ -94,16 +94,30 @@ async def ensure_kubernetes_service(state: ServerState) -> None:
              address, port)
 
 
+async def set_endpoint_addresses(state: ServerState, addresses: list[str], port: int) -> None:
+    """Make the Endpoints and EndpointSlice list exactly `addresses` (the live servers, this one among them).
+    The stored port is kept (the last server to start set it): servers on different ports would otherwise flap."""
+    for plural, build in (("endpoints", _endpoints), ("endpointslices", _endpoint_slice)):
+        await _write_listed(state, plural, port, build, lambda _listed: sorted(set(addresses)), fix_port=False)
+
+
 async def _ensure_listed(state: ServerState, plural: str, address: str, port: int,
                          build: Callable[[list[str], int], Obj]) -> None:
     """Create the object listing `address`, or add `address` to the stored one (keeping the others')."""
+    await _write_listed(state, plural, port, build, lambda listed: sorted({*listed, address}), fix_port=True)
+
+
+async def _write_listed(state: ServerState, plural: str, port: int, build: Callable[[list[str], int], Obj],
+                        wanted_from: Callable[[list[str]], list[str]], *, fix_port: bool) -> None:
+    """Create the object, or compare-and-swap it to the addresses `wanted_from` derives from the stored ones
+    (and, with `fix_port`, to this server's port); a write only when something changes."""
     handle = state.registry.handle(plural)
     key = handle.key(NAMESPACE, NAME)
     for _attempt in range(_ATTEMPTS):
         current = await handle.storage.get(key)
         if current is None:
             try:
-                await create_object(state, handle, NAMESPACE, build([address], port), _MANAGER)
+                await create_object(state, handle, NAMESPACE, build(wanted_from([]), port), _MANAGER)
                 return
             except ApiError as error:
                 if error.reason != "AlreadyExists":
@@ -111,9 +125,12 @@ async def _ensure_listed(state: ServerState, plural: str, address: str, port: in
                 continue
         stored = from_kv(current)
         listed = _listed_addresses(plural, stored)
-        wanted = build(sorted({*listed, address}), port)
-        if address in listed and _ports_of(plural, stored) == _ports_of(plural, wanted):
+        addresses = wanted_from(listed)
+        wanted = build(addresses, port)
+        if sorted(listed) == addresses and (not fix_port or _ports_of(plural, stored) == _ports_of(plural, wanted)):
             return
+        if not fix_port:
+            wanted = _with_ports_of(plural, stored, wanted)
         wanted["metadata"] = {**stored["metadata"], **wanted["metadata"]}
         try:
             await commit_update(state, handle, current, wanted, _MANAGER)
@@ -121,6 +138,17 @@ async def _ensure_listed(state: ServerState, plural: str, address: str, port: in
         except ConflictError:
             continue
     raise ApiError(409, f"could not update {plural} {NAMESPACE}/{NAME}: it kept changing", "Conflict")
+
+
+def _with_ports_of(plural: str, stored: Obj, wanted: Obj) -> Obj:
+    """`wanted` carrying the stored ports (when it has any) instead of this server's."""
+    if plural == "endpoints":
+        ports = next((s.get("ports") for s in stored.get("subsets") or [] if s.get("ports")), None)
+        if ports:
+            wanted["subsets"] = [{**s, "ports": ports} for s in wanted["subsets"]]
+    elif stored.get("ports"):
+        wanted["ports"] = stored["ports"]
+    return wanted
 
 
 def _ports_of(plural: str, obj: Obj) -> object:

@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev cloud-init)
+packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev cloud-init haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,8 +17,9 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-  # Debian starts the packaged services; aiokube runs its own private instances instead.
-  for svc in etcd containerd; do
+  # Debian starts the packaged services; aiokube runs its own private instances instead (haproxy: only the
+  # API server load balancer of an HA control plane runs it, with its own config; deploy/README.md).
+  for svc in etcd containerd haproxy; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
   # cloud-init is here only for its schema validator. Installed just now, it configured nothing on this machine,
