@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.etcd import EtcdProcess, start_etcd
+from tests.support.processes import processes_mentioning
 
 
 @pytest.fixture(scope="session")
@@ -34,28 +35,13 @@ def etcd_prefix() -> str:
     return f"/test-{uuid.uuid4().hex[:12]}"
 
 
-def _processes_mentioning(marker: str) -> list[tuple[int, str]]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append((int(entry), cmdline.strip()))
-    return found
-
-
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every process a test starts lives under this session's temp dir; any still running at the end is a leak:
     end it (it is ours: its command line names our temp dir) and fail loudly so the leak gets fixed."""
     base = str(tmp_path_factory.getbasetemp())
     yield
-    leaked = _processes_mentioning(base)
+    leaked = processes_mentioning(base)
     for pid, _ in leaked:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kubectl import run_kubectl
+from tests.support.processes import processes_mentioning
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kubectl]
 
@@ -102,21 +103,6 @@ def log_tails(data_dir: str, lines: int = 15) -> str:
         text = log.read_text(errors="replace").splitlines()[-lines:]
         tails.append(f"--- {log}\n" + "\n".join(text))
     return "\n".join(tails)
-
-
-def processes_mentioning(*markers: str) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmdline for m in markers):
-            found.append(f"{entry}: {cmdline.strip()}")
-    return found
 
 
 def cluster_netns(data_dir: str) -> list[str]:
@@ -226,7 +212,7 @@ def test_readme_commands_on_a_clean_checkout(clone: Path, data_dir: str, tmp_pat
         # reported.
         down = steps.run("make down", ["make", "down", f"DATA_DIR={data_dir}"], timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
-    left = processes_mentioning(str(clone), data_dir)
+    left = [f"{pid}: {cmd}" for pid, cmd in processes_mentioning(str(clone), data_dir)]
     assert left == [], "processes left after make down:\n" + "\n".join(left)
     assert cluster_netns(data_dir) == [], "network namespaces left after make down"
     if node_ip:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.etcd import free_port
+from tests.support.processes import wait_until_ready
 
 pytestmark = pytest.mark.etcd
 
@@ -26,15 +27,7 @@ def test_serves_and_exits_promptly_on_sigterm(etcd_url: str, etcd_prefix: str) -
                                 "--log-level", "warning"], cwd=ROOT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "apiserver did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(process, f"{base}/readyz", "apiserver")
         assert httpx.get(f"{base}/api/v1/namespaces/kube-system").status_code == 200
         with httpx.Client(timeout=10) as client, client.stream(
                 "GET", f"{base}/api/v1/namespaces/default/configmaps?watch=1") as watch:

@@ -17,6 +17,7 @@ import httpx
 from apiserver.endpoint_leases import ADDRESS_ANNOTATION, IDENTITY_LABEL, lease_expiry, lease_name
 from tests.support.apiserver import running_apiserver
 from tests.support.etcd import free_port
+from tests.support.processes import wait_until_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENDPOINTS = "/api/v1/namespaces/default/endpoints/kubernetes"
@@ -50,15 +51,7 @@ def apiserver_process(etcd_url: str, etcd_prefix: str, advertise: str) -> Iterat
          "--port", str(port), "--advertise-address", advertise, "--endpoint-lease-duration", f"{DURATION}s",
          "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "the second API server did not start"
-            time.sleep(0.1)
+        wait_until_ready(process, f"http://127.0.0.1:{port}/readyz", "the second API server")
         yield process, port
     finally:
         if process.poll() is None:
