@@ -199,6 +199,15 @@ def _type_matches(value: Any, json_type: str) -> bool:
     return True
 
 
+# Single-type tests equal to _type_matches(value, name), for the type names with a cheaper direct form.
+_SINGLE_TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda value: type(value) is str or isinstance(value, str),
+    "object": lambda value: type(value) is dict or isinstance(value, dict),
+    "array": lambda value: type(value) is list or isinstance(value, list),
+    "boolean": lambda value: isinstance(value, bool),
+}
+
+
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
@@ -308,10 +317,17 @@ class _Compiler:
         nullable = "null" in types
         shown = wanted[0] if len(wanted) == 1 else "/".join(wanted)
 
+        # Most schemas name one type: test it directly rather than through any() over a generator (this runs
+        # for every field of every write).
+        single = _SINGLE_TYPE_TESTS.get(wanted[0]) if len(wanted) == 1 else None
+
         def check(value: Any, path: str, ctx: _Context) -> None:
             if value is None and nullable:
                 return
-            if any(_type_matches(value, t) for t in wanted):
+            if single is not None:
+                if single(value):
+                    return
+            elif any(_type_matches(value, t) for t in wanted):
                 return
             ctx.errors.append({"reason": "FieldValueTypeInvalid", "field": path,
                                "message": f"Invalid value: {_show(value)}: {path or 'body'} in body must be of "
@@ -323,8 +339,13 @@ class _Compiler:
         allowed_set = {json.dumps(a) for a in allowed if a is not None}
         supported = ", ".join(_show(a) for a in allowed if a is not None)
 
+        # Strings (nearly every enum) are compared as they are; other values by their JSON text, so 1, 1.0 and
+        # true stay distinct as in JSON.
+        allowed_strings = frozenset(a for a in allowed if isinstance(a, str))
+
         def check(value: Any, path: str, ctx: _Context) -> None:
-            if value is None or json.dumps(value) in allowed_set:
+            if value is None or (value in allowed_strings if type(value) is str
+                                 else json.dumps(value) in allowed_set):
                 return
             ctx.errors.append({"reason": "FieldValueNotSupported", "field": path,
                                "message": f"Unsupported value: {_show(value)}: supported values: {supported}"})

@@ -9,7 +9,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 
 import orjson
 from starlette.responses import Response
@@ -17,6 +16,7 @@ from starlette.responses import Response
 from aiokube.api.errors import ApiError, already_exists, bad_request, conflict, expired, not_found
 from aiokube.api.types import Obj
 from apiserver.registry import ResourceHandle
+from apiserver.rfc3339 import format_seconds
 from apiserver.storage.interface import (
     CompactedError,
     ConflictError,
@@ -87,7 +87,7 @@ def now_rfc3339(clock: float | None = None) -> str:
     """RFC 3339 (UTC, seconds) of `clock` or now; a clock past year 9999 (now + an absurd grace period) is
     written as the last representable second rather than overflowing."""
     stamp = min(time.time() if clock is None else clock, _LATEST_TIMESTAMP)
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_seconds(stamp)
 
 
 def new_uid() -> str:

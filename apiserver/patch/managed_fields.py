@@ -15,8 +15,8 @@ those Go pointer structs, which the JSON schema cannot tell apart); leaves, map 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokube.api.types import Obj
@@ -28,6 +28,7 @@ from apiserver.patch.fieldpath import (
     from_fields_v1,
     to_fields_v1,
 )
+from apiserver.rfc3339 import format_seconds
 from apiserver.schema import FieldMeta, SchemaRegistry
 
 # Identity and server-owned fields are never tracked (Kubernetes' field manager resets these too).
@@ -42,8 +43,7 @@ def utc_now(at: float | str | None = None) -> str:
     """RFC 3339 seconds in UTC, as metav1.Time serializes; accepts a Unix time or an existing string."""
     if isinstance(at, str):
         return at
-    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_seconds(time.time() if at is None else at)
 
 
 @dataclass
@@ -149,6 +149,9 @@ def update_managed_fields(old: Obj | None, new: Obj, *, manager: str, operation:
         entries = decode_entries(new)
     else:
         entries = decode_entries(old)
+    if old is None and not entries:
+        _record_creation(new, fields, manager, operation, subresource, api_version, now)
+        return
     old_summary = fields.summary(old) if old else FieldSummary()
     new_summary = fields.summary(new)
     old_leaves, new_leaves = old_summary.leaves, new_summary.leaves
@@ -172,3 +175,36 @@ def update_managed_fields(old: Obj | None, new: Obj, *, manager: str, operation:
         mine.fields = updated
         mine.api_version = api_version
     encode_entries(new, entries)
+
+
+def _record_creation(new: Obj, fields: ObjectFields, manager: str, operation: str, subresource: str,
+                     api_version: str, now: str | float | None) -> None:
+    """update_managed_fields for a create whose body brings no entries: the writer owns every tracked leaf
+    and member of the object. One walk over the object without its untracked parts (identity and
+    server-owned fields), which for small objects are most of it."""
+    summary = fields.walker.summary(fields.root, _tracked_part(new))
+    owned = tracked(summary.leaves.keys() | summary.members)
+    metadata = new.setdefault("metadata", {})
+    if owned:
+        entry = ManagerEntry(manager, operation, api_version, utc_now(now), owned, subresource)
+        metadata["managedFields"] = [entry.encode()]
+    else:
+        metadata.pop("managedFields", None)
+
+
+def _tracked_part(obj: Obj) -> Obj:
+    """`obj` without the fields IGNORED_PATHS names (shallow: only the top level and metadata are copied).
+    A metadata left empty is dropped rather than kept as an empty value, which would make it a leaf."""
+    out = {name: value for name, value in obj.items() if name not in _IGNORED_TOP}
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        kept = {name: value for name, value in metadata.items() if name not in _IGNORED_METADATA}
+        if kept or not metadata:
+            out["metadata"] = kept
+        else:
+            del out["metadata"]
+    return out
+
+
+_IGNORED_TOP = frozenset(path[0][2:] for path in IGNORED_PATHS if len(path) == 1)
+_IGNORED_METADATA = frozenset(path[1][2:] for path in IGNORED_PATHS if len(path) == 2 and path[0] == "f:metadata")
