@@ -197,7 +197,7 @@ async def test_stop_ends_every_subscription(storage: EtcdStorage, etcd_prefix: s
         pass
 
 
-async def test_thousand_subscribers_get_each_event_fast(storage: EtcdStorage, etcd_prefix: str) -> None:
+async def test_thousand_subscribers_each_get_every_event(storage: EtcdStorage, etcd_prefix: str) -> None:
     cache = await started(storage, f"{etcd_prefix}/")
     events_per_run = 20
     latencies: list[float] = []
@@ -205,8 +205,9 @@ async def test_thousand_subscribers_get_each_event_fast(storage: EtcdStorage, et
 
     async def consume(sub: Subscription) -> None:
         for i in range(events_per_run):
-            await anext(sub)
+            event = await anext(sub)
             latencies.append(time.perf_counter() - sent_at[i])
+            assert (event.type, event.key) == ("PUT", f"{etcd_prefix}/k{i}")  # every event, in write order
 
     try:
         subs = [cache.subscribe(after_revision=cache.revision) for _ in range(1000)]
@@ -219,8 +220,9 @@ async def test_thousand_subscribers_get_each_event_fast(storage: EtcdStorage, et
         latencies.sort()
         p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
         print(f"1000 subscribers: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+        # Delivery latency is a bench figure (bench/bench_api.py's fan-out, target p99 < 200 ms), not a timed
+        # assertion: here every subscriber must get every event, in order, within the generous wait above.
         assert len(latencies) == 1000 * events_per_run
-        assert p99 < 0.2
     finally:
         await cache.stop()
 
