@@ -182,3 +182,14 @@ def test_node_enables_exactly_the_units_join_writes() -> None:
              for marker in (" join ", "daemon-reload", "enable --now")]
     assert order == sorted(order)
     assert {"containerd", "runc", "containernetworking-plugins", "nftables"} <= set(load("node.yaml")["packages"])
+
+
+def test_node_builds_and_imports_the_node_images_after_containerd_starts() -> None:
+    commands = runcmd("node.yaml")
+    imports = [i for i, c in enumerate(commands) if "images import --base-name localhost/$image" in c]
+    assert len(imports) == 1, commands
+    line = commands[imports[0]]
+    assert "for image in pause busybox" in line and "build-$image.sh" in line
+    assert imports[0] > next(i for i, c in enumerate(commands) if "enable --now" in c)
+    assert {"busybox-static", "umoci", "gcc", "libc6-dev"} <= set(load("node.yaml")["packages"])
+

@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,8 @@ import pytest
 import yaml
 
 from aiokube.cluster.join import NodeLayout, node_units
+from tests.support import units as unit_files
+from tests.support.units import Unit, parse_unit
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "deploy" / "systemd"
@@ -45,69 +45,14 @@ CONTROL_PLANE_UNITS = {"aiokube-etcd.service", "aiokube-apiserver.service", "aio
                        "aiokube-scheduler.service"}
 
 
-@dataclass
-class Unit:
-    """A unit file as systemd reads it: sections of (key, value) in order, continuation lines joined."""
-
-    name: str
-    sections: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-
-    def values(self, section: str, key: str) -> list[str]:
-        return [v for k, v in self.sections.get(section, []) if k == key]
-
-    def value(self, section: str, key: str) -> str | None:
-        found = self.values(section, key)
-        return found[-1] if found else None
-
-
-def parse_unit(path: Path) -> Unit:
-    unit = Unit(path.name)
-    section = ""
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = pending + raw.strip() if pending else raw.strip()
-        if line.endswith("\\"):
-            pending = line[:-1] + " "
-            continue
-        pending = ""
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            unit.sections.setdefault(section, [])
-            continue
-        key, sep, value = line.partition("=")
-        assert sep and section, f"{path.name}: not a key=value line in a section: {raw!r}"
-        unit.sections[section].append((key.strip(), value.strip()))
-    assert not pending, f"{path.name}: ends in a continuation"
-    return unit
-
-
-def unit_environment(unit: Unit) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for file in unit.values("Service", "EnvironmentFile"):
-        file = file.lstrip("-")
-        assert file in SAMPLE_ENV_FILES, f"{unit.name}: EnvironmentFile {file} is not documented"
-        env.update(SAMPLE_ENV_FILES[file])
-    for assignment in unit.values("Service", "Environment"):
-        for word in shlex.split(assignment):
-            key, _, value = word.partition("=")
-            env[key] = value
-    return env
+def sample_env_file(path: str) -> dict[str, str]:
+    assert path in SAMPLE_ENV_FILES, f"EnvironmentFile {path} is not documented"
+    return SAMPLE_ENV_FILES[path]
 
 
 def exec_argv(unit: Unit) -> list[str]:
-    """The ExecStart command line with ${VAR}/$VAR substituted as systemd does (every variable must be set)."""
-    starts = unit.values("Service", "ExecStart")
-    assert len(starts) == 1, f"{unit.name}: expected one ExecStart, got {starts}"
-    env = unit_environment(unit)
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        assert name in env, f"{unit.name}: ${name} is not set by its Environment/EnvironmentFile"
-        return env[name]
-
-    return shlex.split(re.sub(r"\$\{(\w+)\}|\$(\w+)", substitute, starts[0]))
+    """The ExecStart command line with the sample EnvironmentFile values substituted (tests.support.units)."""
+    return unit_files.exec_argv(unit, sample_env_file)
 
 
 def all_units() -> Iterator[Unit]:
