@@ -73,12 +73,15 @@ def dns_config(pod: Obj, node: NodeSettings) -> pb.DNSConfig:
         options = ["ndots:5"]
     elif policy == "None":
         servers, searches, options = [], [], []
+    # dnsConfig adds to the policy's result as the kubelet does: duplicate servers and search domains dropped,
+    # an option of the same name replaced (dnsConfig's `ndots` wins over the policy's ndots:5).
     extra = spec.get("dnsConfig") or {}
-    servers += extra.get("nameservers") or []
-    searches += extra.get("searches") or []
+    servers = list(dict.fromkeys([*servers, *(extra.get("nameservers") or [])]))
+    searches = list(dict.fromkeys([*searches, *(extra.get("searches") or [])]))
+    merged = {o.split(":", 1)[0]: o for o in options}
     for opt in extra.get("options") or []:
-        options.append(f"{opt['name']}:{opt['value']}" if opt.get("value") else opt["name"])
-    return pb.DNSConfig(servers=servers, searches=searches, options=options)
+        merged[opt["name"]] = f"{opt['name']}:{opt['value']}" if opt.get("value") else opt["name"]
+    return pb.DNSConfig(servers=servers, searches=searches, options=list(merged.values()))
 
 
 def port_mappings(pod: Obj) -> list[pb.PortMapping]:

@@ -203,5 +203,11 @@ def cgroup_memory_limits(cgroup: str) -> list[str]:
             for d in os.listdir(cgroup) if os.path.isdir(os.path.join(cgroup, d))]
 
 
+def cgroup_cpu_quotas(cgroup: str) -> list[str]:
+    """cpu.cfs_quota_us of every container cgroup under a pod cgroup (cgroup v1); -1 = unlimited."""
+    return [read_text(os.path.join(cgroup, d, "cpu.cfs_quota_us")).strip()
+            for d in os.listdir(cgroup) if os.path.isdir(os.path.join(cgroup, d))]
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()

@@ -20,6 +20,7 @@ from tests.e2e.node_harness import (
     FakeApi,
     Harness,
     b64,
+    cgroup_cpu_quotas,
     cgroup_memory_limits,
     container_state,
     exists,
@@ -131,6 +132,8 @@ async def test_pod_runs_with_ip_volumes_and_env(node: Harness) -> None:
     uid = created["metadata"]["uid"]
     cgroup = f"/sys/fs/cgroup/memory/{node.config.cgroup_prefix}/pod{uid}"
     assert str(64 * 1024 * 1024) in cgroup_memory_limits(cgroup)
+    # cpu 500m = 50 ms of CPU per 100 ms period (CFS quota).
+    assert "50000" in cgroup_cpu_quotas(f"/sys/fs/cgroup/cpu/{node.config.cgroup_prefix}/pod{uid}")
 
 
 async def test_killed_container_is_restarted(node: Harness) -> None:

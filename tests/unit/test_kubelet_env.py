@@ -10,7 +10,7 @@ import pytest
 from aiokube.api.errors import ApiError
 from kubelet.cri import pb
 from kubelet.env import ContainerConfigError, SourceCache, container_env, expand
-from kubelet.specs import NodeSettings, container_config, linux_resources, sandbox_config
+from kubelet.specs import NodeSettings, container_config, dns_config, linux_resources, sandbox_config
 
 
 class Objects:
@@ -88,3 +88,28 @@ def test_sandbox_and_container_config() -> None:
     assert cc.linux.security_context.run_as_user.value == 1000
     host = sandbox_config({**pod, "spec": {**pod["spec"], "hostNetwork": True}}, node, 0)
     assert host.hostname == "" and host.linux.security_context.namespace_options.network == pb.NODE
+
+
+def test_dns_policies_and_dns_config(tmp_path) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("nameserver 192.0.2.53\nsearch corp.example\noptions timeout:2\n")
+    node = NodeSettings(node_name="n1", root_dir="/r", cluster_dns=["10.96.0.10"], resolv_conf=str(host))
+
+    def dns(**spec: object) -> tuple[list[str], list[str], list[str]]:
+        cfg = dns_config({**POD, "spec": {**POD["spec"], **spec}}, node)
+        return list(cfg.servers), list(cfg.searches), list(cfg.options)
+
+    cluster = (["10.96.0.10"], ["ns.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.example"],
+               ["ndots:5"])
+    assert dns() == cluster  # ClusterFirst is the default
+    assert dns(dnsPolicy="Default") == (["192.0.2.53"], ["corp.example"], ["timeout:2"])  # the node's resolver
+    assert dns(hostNetwork=True) == dns(dnsPolicy="Default")  # ClusterFirst with hostNetwork falls back
+    assert dns(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet") == cluster
+    assert dns(dnsPolicy="None", dnsConfig={"nameservers": ["1.1.1.1"], "searches": ["a.example"],
+                                            "options": [{"name": "edns0"}]}) == (["1.1.1.1"], ["a.example"],
+                                                                                  ["edns0"])
+    # dnsConfig merges: duplicates dropped, a same-named option replaced.
+    merged = dns(dnsConfig={"nameservers": ["10.96.0.10", "9.9.9.9"], "searches": ["svc.cluster.local", "x"],
+                            "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]})
+    assert merged == (["10.96.0.10", "9.9.9.9"], [*cluster[1], "x"], ["ndots:2", "edns0"])
+
