@@ -31,7 +31,7 @@ def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                return int(line.split()[1]) * 1024 / 1_000_000  # VmRSS is in KiB; MB to compare with k3s's figure
     return 0.0
 
 
