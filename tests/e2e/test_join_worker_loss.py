@@ -189,7 +189,12 @@ def test_killed_worker_pods_are_recreated_on_the_survivors(cluster_id: str, tmp_
             execed = kubectl(cp.admin_kubeconfig, "exec", pod_name, "--", "sh", "-c", "hostname; exit 3")
             assert (execed.returncode, execed.stdout) == (3, f"{pod_name}\n"), execed.stderr
             assert_agent_refuses_all_but_the_api_server(cp, worker.net.node_ip)
-        phase("logs, exec and agent TLS checked on every worker")
+            # The cluster DNS `join` started on this worker answers its pods (their resolv.conf names it).
+            dns = kubectl(cp.admin_kubeconfig, "exec", pod_name, "--",
+                          "nslookup", "kubernetes.default.svc.cluster.local")
+            assert dns.returncode == 0 and worker.net.node_ip in dns.stdout and "10.96.0.1" in dns.stdout, \
+                dns.stdout + dns.stderr
+        phase("logs, exec, DNS and agent TLS checked on every worker")
 
         victim = max(workers, key=lambda w: len(placed[w.name]))
         survivors = {w.name for w in workers if w is not victim}
