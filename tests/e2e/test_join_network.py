@@ -173,6 +173,16 @@ def test_worker_joins_over_tls_with_a_token_and_then_uses_its_own_certificate(cl
             deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}
             assert as_node.post("/apis/apps/v1/namespaces/default/deployments", json=deployment).status_code == 403
         admin.close()
+
+        # The token's secret half and private keys reach no log of either machine, nor join's own output.
+        secret_half = token.split(".")[1]
+        assert secret_half not in joined.stdout + joined.stderr
+        logs = [os.path.join(d, f) for d, _, files in os.walk(tmp_path) for f in files if f.endswith(".log")]
+        assert any("apiserver" in os.path.basename(p) for p in logs) and any("kubelet" in p for p in logs), logs
+        for path in logs:
+            with open(path, errors="replace") as f:
+                text = f.read()
+            assert secret_half not in text and "PRIVATE KEY-----" not in text, f"{path} holds a secret"
     finally:
         stop_services(worker_dir)
         cp.stop()
