@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -29,8 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import aetcd
 
 from bench.bench_api import NS_PATH, PAYLOAD, LeanHttp
-from bench.support import ROOT, etcd_and_workdir, proc_cpu_seconds, start_apiserver, stop, wait_ready
-from tests.support.etcd import free_port
+from bench.support import ROOT, etcd_and_workdir, proc_cpu_seconds, start_apiserver, stop
 
 
 @dataclass
@@ -68,21 +66,6 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         fields = stat.rsplit(")", 1)[1].split()
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
-
-
-def start_server_from(root: Path, etcd_url: str, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m apiserver` with `root` as its working directory, so `root`'s packages are the ones imported."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix",
-                                prefix, "--port", str(port), "--log-level", "warning"], cwd=root,
-                               start_new_session=True)
-    try:
-        wait_ready(url, process)
-    except BaseException:
-        stop(process)
-        raise
-    return process, url
 
 
 async def create_batch(client: LeanHttp, concurrency: int, count: int) -> int:
@@ -177,7 +160,7 @@ def main() -> None:
         tree, tree_url = start_apiserver(etcd.url, "/bench-tree")
         baseline = None
         try:
-            baseline, baseline_url = start_server_from(args.baseline_root, etcd.url, "/bench-baseline")
+            baseline, baseline_url = start_apiserver(etcd.url, "/bench-baseline", root=args.baseline_root)
             servers = {"tree": (tree.pid, tree_url), "baseline": (baseline.pid, baseline_url)}
             asyncio.run(run(args, etcd.url, etcd.process.pid, servers))
         finally:

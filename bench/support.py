@@ -27,13 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CREATE_CONCURRENCY = 32
 
 
-def spawn(argv: list[str], *, log: Path | None = None, quiet: bool = False) -> subprocess.Popen[bytes]:
-    """Start a process in the repository root, in its own session; its output goes to `log` when given,
-    else stderr is dropped when `quiet`, else both stay on this terminal."""
+def spawn(argv: list[str], *, log: Path | None = None, quiet: bool = False,
+          root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """Start a process in `root` (the repository, unless another copy of the code is measured), in its own
+    session; its output goes to `log` when given, else stderr is dropped when `quiet`, else both stay on this
+    terminal."""
     if log is not None:
         with open(log, "ab") as out:
-            return subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, start_new_session=True)
-    return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.DEVNULL if quiet else None)
+            return subprocess.Popen(argv, cwd=root, stdout=out, stderr=out, start_new_session=True)
+    return subprocess.Popen(argv, cwd=root, stderr=subprocess.DEVNULL if quiet else None)
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -63,13 +65,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the API server did not become ready")
 
 
-def start_apiserver(etcd_url: str, etcd_prefix: str, *,
-                    log: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m apiserver` on a free loopback port; returns (process, base URL) once it is ready."""
+def start_apiserver(etcd_url: str, etcd_prefix: str, *, log: Path | None = None,
+                    root: Path = ROOT) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m apiserver` (from `root`'s packages) on a free loopback port; returns (process, base URL) once
+    it is ready."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", etcd_prefix,
-                     "--port", str(port), "--log-level", "warning"], log=log)
+                     "--port", str(port), "--log-level", "warning"], log=log, root=root)
     try:
         wait_ready(url, process)
     except BaseException:
