@@ -44,37 +44,34 @@ def max_len_error(length: int) -> str:
     return f"must be no more than {length} characters"
 
 
-def dns1123_label(value: str) -> list[str]:
-    errs = []
-    if len(value) > DNS1123_LABEL_MAX:
-        errs.append(max_len_error(DNS1123_LABEL_MAX))
-    if not _DNS1123_LABEL.match(value):
-        errs.append(_regex_error(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
-            "and end with an alphanumeric character", _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+def _bounded_match(value: str, max_len: int, pattern: re.Pattern[str], message: str, fmt: str,
+                   *examples: str) -> list[str]:
+    """The errors of a name that must be at most `max_len` long and match `pattern` (Kubernetes' texts)."""
+    errs = [max_len_error(max_len)] if len(value) > max_len else []
+    if not pattern.match(value):
+        errs.append(_regex_error(message, fmt, *examples))
     return errs
+
+
+def dns1123_label(value: str) -> list[str]:
+    return _bounded_match(
+        value, DNS1123_LABEL_MAX, _DNS1123_LABEL,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+        "and end with an alphanumeric character", _DNS1123_LABEL_FMT, "my-name", "123-abc")
 
 
 def dns1123_subdomain(value: str) -> list[str]:
-    errs = []
-    if len(value) > DNS1123_SUBDOMAIN_MAX:
-        errs.append(max_len_error(DNS1123_SUBDOMAIN_MAX))
-    if not _DNS1123_SUBDOMAIN.match(value):
-        errs.append(_regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
-            "must start and end with an alphanumeric character", _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
+    return _bounded_match(
+        value, DNS1123_SUBDOMAIN_MAX, _DNS1123_SUBDOMAIN,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+        "must start and end with an alphanumeric character", _DNS1123_SUBDOMAIN_FMT, "example.com")
 
 
 def dns1035_label(value: str) -> list[str]:
-    errs = []
-    if len(value) > DNS1035_LABEL_MAX:
-        errs.append(max_len_error(DNS1035_LABEL_MAX))
-    if not _DNS1035_LABEL.match(value):
-        errs.append(_regex_error(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
-            "character, and end with an alphanumeric character", _DNS1035_LABEL_FMT, "my-name", "abc-123"))
-    return errs
+    return _bounded_match(
+        value, DNS1035_LABEL_MAX, _DNS1035_LABEL,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+        "character, and end with an alphanumeric character", _DNS1035_LABEL_FMT, "my-name", "abc-123")
 
 
 def qualified_name(value: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -13,21 +13,6 @@ from aiokube.api.errors import ApiError
 from aiokube.client import ApiClient, EventRecorder, Informer, LeaderElector
 
 pytestmark = pytest.mark.etcd
-
-
-@pytest.fixture
-def server_url(request: pytest.FixtureRequest) -> str:
-    try:
-        url = request.getfixturevalue("apiserver")
-    except pytest.FixtureLookupError:
-        pytest.skip("SKIPPED LOUDLY: the `apiserver` fixture (tests/integration/conftest.py) does not exist yet")
-    return str(getattr(url, "url", url))
-
-
-@pytest.fixture
-async def client(server_url: str) -> AsyncIterator[ApiClient]:
-    async with ApiClient(server_url) as api:
-        yield api
 
 
 @pytest.fixture
