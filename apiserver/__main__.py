@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import gc
 import importlib.util
 import logging
+import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -14,13 +18,34 @@ import uvicorn
 from apiserver.app import ApiServerApp, create_app
 from apiserver.auth.setup import secure, serving_options
 from apiserver.coalescing import CoalescingHttpToolsProtocol
-from apiserver.config import parse_args
+from apiserver.config import Config, parse_args
+from apiserver.workers import WorkerSupervisor, check_port_free, shared_listening_socket
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    workers = config.workers > 1
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s " + ("[%(process)d] " if workers else "")
+                        + "%(name)s: %(message)s")
+    if not workers:
+        serve(config)
+        return 0
+    # The port is checked before any worker starts: in use by another program, it fails here, at once.
+    check_port_free(config.bind_address, config.port)
+
+    def worker_main(index: int, serving: Callable[[], None]) -> None:
+        # One server per address is enough for compaction and the `kubernetes` endpoint lease: worker 0's.
+        serve(config if index == 0 else dataclasses.replace(config, etcd_compaction_interval=0,
+                                                              endpoint_lease_duration=0),
+              shared_listening_socket(config.bind_address, config.port), serving=serving)
+
+    return WorkerSupervisor(config.workers, worker_main).run()
+
+
+def serve(config: Config, sock: socket.socket | None = None, *, serving: Callable[[], None] | None = None) -> None:
+    """One API server until SIGTERM/SIGINT: on its own port, or on `sock` as one of several workers.
+    `serving` is called once it serves. A server that fails to start exits with status 3, as uvicorn's own."""
     app = create_app(config)
     # uvloop's event loop and transports are C: about a tenth less server CPU per create with 50 in flight
     # (paired runs of the stdlib loop and uvloop under bench_api's load), and grpc.aio (etcd) runs on it as is.
@@ -31,18 +56,29 @@ def main(argv: list[str] | None = None) -> int:
     options = serving_options(config)
     if options.get("http") == "httptools":  # plain HTTP: one write per response (TLS keeps its own protocol)
         options["http"] = CoalescingHttpToolsProtocol
-    server = _Server(app, uvicorn.Config(secure(app, config), host=config.bind_address, port=config.port,
+    server = _Server(app, serving, uvicorn.Config(secure(app, config), host=config.bind_address, port=config.port,
                                          lifespan="on", loop=loop, log_level=config.log_level, access_log=False,
                                          timeout_graceful_shutdown=5, **options))
-    server.run()
-    return 0
+    server.run(sockets=[sock] if sock is not None else None)
+    if not server.started:
+        raise SystemExit(3)
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, app: ApiServerApp, config: uvicorn.Config) -> None:
+    def __init__(self, app: ApiServerApp, serving: Callable[[], None] | None, config: uvicorn.Config) -> None:
         super().__init__(config)
         self._app = app
+        self._serving = serving
         self._ending: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        # What the app loaded (schemas, compiled validators, caches' scaffolding) lives as long as the process:
+        # out of the collector's view, full collections no longer walk it (about 3 % less CPU per create).
+        gc.collect()
+        gc.freeze()
+        if self.started and self._serving is not None:
+            self._serving()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._ending is None:

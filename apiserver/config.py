@@ -49,6 +49,8 @@ class Config:
     # Seconds an API server's lease (apiserver/endpoint_leases.py) stays fresh without renewal: a server that
     # died leaves the `kubernetes` Service's endpoints within this long (Kubernetes' master lease TTL, 15 s).
     endpoint_lease_duration: float = 15.0
+    # Processes serving requests on the one port (apiserver/workers.py); one process uses one core at most.
+    workers: int = 1
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -81,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--etcd-keyfile", help="the private key of --etcd-certfile (PEM)")
     parser.add_argument("--endpoint-lease-duration", default="15s", type=_duration,
                         help="how long this server's endpoint lease lasts unrenewed, e.g. 15s (renewed every third)")
+    parser.add_argument("--workers", default=1, type=_worker_count,
+                        help="processes serving the port, each on its own core (default 1)")
     args = parser.parse_args(argv)
     etcd_tls = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
     if any(etcd_tls) and not all(etcd_tls):
@@ -112,7 +116,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
         etcd_certfile=args.etcd_certfile,
         etcd_keyfile=args.etcd_keyfile,
         endpoint_lease_duration=args.endpoint_lease_duration,
+        workers=args.workers,
     )
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"--workers must be between 1 and 64, not {count}")
+    return count
 
 
 def _port_range(text: str) -> tuple[int, int]:

@@ -1,16 +1,32 @@
 """Prometheus metrics of the API server: requests by verb/resource/code with latency, open watches, etcd latency.
 
-Each app owns its own CollectorRegistry so several servers in one process (tests) never collide.
+Each app owns its own CollectorRegistry so several servers in one process (tests) never collide. Workers of one
+server (`--workers`, apiserver/workers.py) share theirs through files instead: see `share_between_processes`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from apiserver.storage.interface import KeyValue, ListResult, Storage, WatchEvent
+
+_shared_dir: str | None = None
+
+
+def share_between_processes(directory: str) -> None:
+    """Make the metrics this process creates from now on record into files under `directory`, which every
+    worker of one server shares, so that each worker's /metrics renders the sum of all workers. Called once,
+    in a freshly forked worker, before its app exists (prometheus_client's multiprocess mode)."""
+    global _shared_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.MultiProcessValue()
+    _shared_dir = directory
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -24,7 +40,7 @@ class Metrics:
                                  ["verb", "group", "resource", "subresource"], buckets=_LATENCY_BUCKETS,
                                  registry=self.registry)
         self.watches = Gauge("apiserver_longrunning_requests", "Open watch streams by resource.",
-                             ["group", "resource"], registry=self.registry)
+                             ["group", "resource"], registry=self.registry, multiprocess_mode="livesum")
         self.etcd_latency = Histogram("etcd_request_duration_seconds", "Storage call latency by operation.",
                                       ["operation", "type"], buckets=_LATENCY_BUCKETS, registry=self.registry)
 
@@ -44,7 +60,11 @@ class Metrics:
         children[1].observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if _shared_dir is None:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=_shared_dir)
+        return generate_latest(every_worker)
 
 
 class InstrumentedStorage:

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything aiokube needs on a Debian 12 machine:
 # system packages (etcd, containerd, runc, CNI plugins, busybox-static, umoci, nftables; cloud-init only for its
-# `cloud-init schema` check of deploy/cloud-init)
+# `cloud-init schema` check of deploy/cloud-init; wrk only as bench/bench_api.py's create load generator)
 # and the project's Python environment in .venv. Safe to run again; does nothing already done.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev cloud-init haproxy)
+packages=(etcd-server containerd runc containernetworking-plugins busybox-static umoci nftables iptables iproute2 gcc libc6-dev cloud-init haproxy wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

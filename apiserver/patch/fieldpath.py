@@ -58,6 +58,20 @@ def _sorted_trie(node: dict[str, Any]) -> dict[str, Any]:
     return {k: _sorted_trie(node[k]) for k in sorted(node, key=lambda k: (k != ".", k))}
 
 
+def _add_child(children: dict[str, Any], element: PathElement, sub: dict[str, Any] | None) -> None:
+    """Add a list item's trie; items with the same key (invalid, but possible in a body) own their union."""
+    if sub is None:
+        return
+    children[element] = _sorted_trie(_union(children[element], sub)) if element in children else sub
+
+
+def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for name, child in b.items():
+        out[name] = _union(out[name], child) if name in out else child
+    return out
+
+
 def from_fields_v1(trie: dict[str, Any] | None) -> FieldSet:
     """Decode a FieldsV1 trie into a field set."""
     out: FieldSet = set()
@@ -229,6 +243,38 @@ class SchemaWalker:
         elif kind == "list-set":
             for item in value:
                 self._summarize(_NO_META, item, (*prefix, value_element(item)), out)
+
+    def owned_trie(self, meta: FieldMeta, value: Any) -> dict[str, Any]:
+        """The FieldsV1 trie of every leaf and member of a value: `to_fields_v1(leaves | members)` of its
+        summary, built in the same single walk without the path sets (what a create owns)."""
+        return self._owned(meta, value, member=False, root=True) or {}
+
+    def _owned(self, meta: FieldMeta, value: Any, *, member: bool, root: bool) -> dict[str, Any] | None:
+        """This value's trie, {} for an owned leaf, None when nothing in it is owned."""
+        node = self.node(meta, value)
+        kind = node.kind
+        if kind in ("scalar", "atomic", "list-atomic") or (isinstance(value, dict | list) and not value):
+            return None if root else {}
+        children: dict[str, Any] = {}
+        if kind in ("struct", "map"):
+            patch_meta = self.schemas.patch_meta
+            for name, child in value.items():
+                sub = self._owned(patch_meta(node.schema, name), child, member=False, root=False)
+                if sub is not None:
+                    children[f"f:{name}"] = sub
+        elif kind == "list-map":
+            item_meta = self.item_meta(node.schema)
+            for item in value:
+                if isinstance(item, dict):
+                    _add_child(children, key_element(item, node.keys),
+                               self._owned(item_meta, item, member=True, root=False))
+        elif kind == "list-set":
+            for item in value:
+                _add_child(children, value_element(item), self._owned(_NO_META, item, member=True, root=False))
+        ordered = {name: children[name] for name in sorted(children)}
+        if not root and (kind == "map" or member):
+            return {".": {}, **ordered} if ordered else {}
+        return ordered or None
 
     def leaf_values(self, meta: FieldMeta, value: Any, prefix: FieldPath = ()) -> dict[FieldPath, Any]:
         """Path -> value for every leaf (scalar, atomic value, set item) and every empty granular value."""

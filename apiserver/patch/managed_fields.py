@@ -63,10 +63,11 @@ class ManagerEntry:
                    api_version=str(raw.get("apiVersion", "")), time=str(raw.get("time") or ""),
                    fields=from_fields_v1(raw.get("fieldsV1")), subresource=str(raw.get("subresource") or ""))
 
-    def encode(self) -> dict[str, Any]:
+    def encode(self, fields_v1: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The stored entry; `fields_v1` is the fields' trie when the caller built it already."""
         out: dict[str, Any] = {"manager": self.manager, "operation": self.operation,
-                               "apiVersion": self.api_version, "time": self.time,
-                               "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(self.fields)}
+                               "apiVersion": self.api_version, "time": self.time, "fieldsType": "FieldsV1",
+                               "fieldsV1": to_fields_v1(self.fields) if fields_v1 is None else fields_v1}
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -181,13 +182,12 @@ def _record_creation(new: Obj, fields: ObjectFields, manager: str, operation: st
                      api_version: str, now: str | float | None) -> None:
     """update_managed_fields for a create whose body brings no entries: the writer owns every tracked leaf
     and member of the object. One walk over the object without its untracked parts (identity and
-    server-owned fields), which for small objects are most of it."""
-    summary = fields.walker.summary(fields.root, _tracked_part(new))
-    owned = tracked(summary.leaves.keys() | summary.members)
+    server-owned fields, the only ones IGNORED_PATHS names), building the FieldsV1 trie as it goes."""
+    trie = fields.walker.owned_trie(fields.root, _tracked_part(new))
     metadata = new.setdefault("metadata", {})
-    if owned:
-        entry = ManagerEntry(manager, operation, api_version, utc_now(now), owned, subresource)
-        metadata["managedFields"] = [entry.encode()]
+    if trie:
+        entry = ManagerEntry(manager, operation, api_version, utc_now(now), set(), subresource)
+        metadata["managedFields"] = [entry.encode(trie)]
     else:
         metadata.pop("managedFields", None)
 

@@ -1,4 +1,5 @@
-"""The one-walk field summary and the cached patch metadata give exactly what the separate walks give."""
+"""The one-walk field summary, the create's owned trie and the cached patch metadata give exactly what the
+separate walks give."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from apiserver.patch.fieldpath import SchemaWalker
+from apiserver.patch.fieldpath import SchemaWalker, to_fields_v1
 from apiserver.schema import FieldMeta, SchemaRegistry
 
 DEPLOYMENT: dict[str, Any] = {
@@ -35,6 +36,35 @@ def test_summary_equals_the_three_walks(obj: dict[str, Any], group: str, version
     assert summary.leaves == walker.leaf_values(root, obj)
     assert summary.paths == walker.all_paths(root, obj)
     assert summary.members == walker.member_nodes(root, obj)
+
+
+POD_WITH_ODDITIES: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"labels": {}, "finalizers": ["x", "x", "y"], "ownerReferences": [
+        {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1"}]},
+    "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "E"}, {"name": "E", "value": "2"}],
+                             "command": [], "securityContext": None},
+                            {"name": "d", "image": "i", "volumeMounts": [{"name": "v", "mountPath": "/m"}]}],
+             "volumes": [{"name": "v", "emptyDir": {}}], "nodeSelector": {}, "hostNetwork": False,
+             "readinessGates": ["not-a-dict"]},
+}
+CONFIGMAP: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"annotations": {"a": "b"}},
+                             "data": {"k": "v", "empty": ""}, "binaryData": {}}
+
+
+@pytest.mark.parametrize(("obj", "group", "version"), [
+    (DEPLOYMENT, "apps", "v1"), (SERVICE, "", "v1"), (POD_WITH_ODDITIES, "", "v1"), (CONFIGMAP, "", "v1"),
+    ({"apiVersion": "v1", "kind": "ConfigMap"}, "", "v1"), ({}, "", "v1")])
+def test_owned_trie_is_the_fields_of_the_leaves_and_members(obj: dict[str, Any], group: str, version: str) -> None:
+    schemas = SchemaRegistry.load()
+    walker = SchemaWalker(schemas)
+    root = FieldMeta(schema=schemas.definition_for(group, version, obj.get("kind", "ConfigMap")) or {})
+    summary = walker.summary(root, obj)
+    owned = {path for path in summary.leaves.keys() | summary.members if path}
+    expected = to_fields_v1(owned)
+    assert walker.owned_trie(root, obj) == expected
+    # Key order too: the stored trie is compared byte for byte by clients that diff managedFields.
+    assert repr(walker.owned_trie(root, obj)) == repr(expected)
 
 
 def test_patch_meta_is_cached_for_schema_nodes_only() -> None:
