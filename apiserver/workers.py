@@ -17,9 +17,12 @@ mode), and `/metrics` on any worker renders the sum of all of them.
 Supervision:
 - SIGTERM or SIGINT to the parent is passed to every worker, which shuts down gracefully; the parent exits
   when all have.
-- A worker that exits before it said it is serving failed to start (a certificate it cannot read, etcd
-  refusing it): the parent stops the others and exits with that status, as a single server would.
-- A worker that exits after it was serving is replaced, after `RESTART_DELAY` seconds.
+- A worker whose first start fails (it exits before it said it is serving: a certificate it cannot read, etcd
+  refusing it) fails the server: the parent stops the others and exits with that status, as a single server
+  would.
+- A worker that ends after it was serving is replaced, after `RESTART_DELAY` seconds; a replacement that
+  cannot start (etcd down for a while) is retried, the delay doubling up to `RESTART_DELAY_CAP`, while the
+  other workers go on serving.
 - Workers receive SIGTERM if the parent dies, so a killed supervisor leaves no server behind.
 """
 
@@ -39,7 +42,8 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
-RESTART_DELAY = 1.0  # seconds before a worker that ended later is replaced
+RESTART_DELAY = 1.0  # seconds before a worker that ended after serving is replaced
+RESTART_DELAY_CAP = 30.0  # seconds: the longest wait between failing starts of a replacement
 _PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 
 WorkerMain = Callable[[int, Callable[[], None]], None]
@@ -73,6 +77,8 @@ class WorkerSupervisor:
         self._workers: dict[int, tuple[int, int]] = {}  # pid -> (index, read end of its "serving" pipe)
         self._stopping = False
         self._metrics_dir = ""
+        self._served: set[int] = set()  # indexes whose worker has been serving at least once
+        self._failed_starts: dict[int, int] = {}  # index -> replacements in a row that did not start
 
     def run(self) -> int:
         """Serve until told to stop; returns the exit status for the parent process."""
@@ -94,13 +100,20 @@ class WorkerSupervisor:
                 self._forget_metrics(pid)
                 if self._stopping:
                     continue
-                if not was_serving:
+                if was_serving:
+                    self._served.add(index)
+                    self._failed_starts.pop(index, None)
+                elif index not in self._served:
                     log.error("API server worker %d (pid %d) failed to start (exit %s); stopping", index, pid, code)
                     status = code if code > 0 else 1
                     self._stop_workers()
                     continue
-                log.warning("API server worker %d (pid %d) ended (exit %s); starting another", index, pid, code)
-                time.sleep(RESTART_DELAY)
+                else:
+                    self._failed_starts[index] = self._failed_starts.get(index, 0) + 1
+                delay = min(RESTART_DELAY * 2 ** self._failed_starts.get(index, 0), RESTART_DELAY_CAP)
+                log.warning("API server worker %d (pid %d) ended (exit %s); starting another in %.0f s", index, pid,
+                            code, delay)
+                self._sleep_unless_stopping(delay)
                 if not self._stopping:
                     self._spawn(index)
         finally:
@@ -109,6 +122,11 @@ class WorkerSupervisor:
             self._stop_workers()
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
         return status
+
+    def _sleep_unless_stopping(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop_workers()
