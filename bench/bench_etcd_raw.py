@@ -4,8 +4,14 @@ This is what one Python process can push through etcd with no API server in betw
 print their figures beside it. Each worker owns one key and loops `txn(mod_revision == last) then put`,
 exactly the shape of an API update.
 
+`--server-path` measures instead what the API server itself does for a create: its storage layer's create
+(`EtcdStorage.create`: compare mod_revision == 0 on a fresh key, then put, through aetcd's KV stub) on uvloop,
+the API server's event loop. That path costs the client less than aetcd's `transaction()` on asyncio's own
+loop, so it is printed as a second, informational anchor (issue 2 names the first).
+
     .venv/bin/python bench/bench_etcd_raw.py                       # starts a private etcd
     .venv/bin/python bench/bench_etcd_raw.py --etcd-servers http://127.0.0.1:2379 --duration 5
+    .venv/bin/python bench/bench_etcd_raw.py --server-path
 """
 
 from __future__ import annotations
@@ -95,6 +101,69 @@ async def bench(endpoint: str, levels: list[int], duration: float, value_size: i
         await client.close()
 
 
+async def server_path_bench(endpoint: str, levels: list[int], duration: float, value_size: int,
+                            etcd_pid: int | None = None) -> None:
+    """Prints each level and, given etcd's pid, the CPU per txn of this process and of etcd over the levels."""
+    from apiserver.storage.etcd import EtcdStorage
+
+    storage = EtcdStorage([endpoint])
+    await storage.connect()
+    value = b"x" * value_size
+    runs: list[str] = []
+
+    async def creates(prefix: str, deadline: float, latencies: list[float]) -> int:
+        done = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await storage.create(f"{prefix}{done}", value)
+            latencies.append(time.perf_counter() - started)
+            done += 1
+        return done
+
+    async def level(concurrency: int, seconds: float) -> LevelResult:
+        run = uuid.uuid4().hex[:8]
+        latencies: list[float] = []
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(creates(f"/bench-raw/{run}/{worker}/", started + seconds, latencies)
+                                        for worker in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        runs.append(run)
+        return LevelResult(concurrency, sum(counts), elapsed, latencies)
+
+    try:
+        await level(4, min(duration, 0.5))
+        print(f"the API server's etcd path (EtcdStorage.create on uvloop, fresh keys) against {endpoint}, "
+              f"{value_size}-byte values, {duration:.0f} s per level")
+        transactions = 0
+        client_before, etcd_before = time.process_time(), _cpu_seconds(etcd_pid)
+        for concurrency in levels:
+            result = await level(concurrency, duration)
+            transactions += result.transactions
+            print(" ", result.line(), flush=True)
+        if etcd_pid is not None and transactions:
+            client = (time.process_time() - client_before) / transactions * 1000
+            etcd = (_cpu_seconds(etcd_pid) - etcd_before) / transactions * 1000
+            print(f"  CPU per txn: client {client:.3f} ms, etcd {etcd:.3f} ms", flush=True)
+    finally:
+        await storage.close()
+        url = urlsplit(endpoint)
+        cleaner = aetcd.Client(host=url.hostname or "127.0.0.1", port=url.port or 2379)
+        await cleaner.connect()
+        try:
+            for run in runs:
+                await cleaner.delete_prefix(f"/bench-raw/{run}/".encode())
+        finally:
+            await cleaner.close()
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--etcd-servers", default="",
@@ -102,6 +171,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,10,50,100", help="comma-separated in-flight levels")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per level")
     parser.add_argument("--value-size", type=int, default=1600, help="bytes per value (a typical pod is ~1.6 KB)")
+    parser.add_argument("--server-path", action="store_true",
+                        help="measure the API server's own create path (EtcdStorage.create on uvloop)")
     args = parser.parse_args()
     levels = [int(level) for level in args.concurrency.split(",") if level]
 
@@ -111,7 +182,13 @@ def main() -> None:
         private = start_etcd()
         endpoint = private.url
     try:
-        asyncio.run(bench(endpoint, levels, args.duration, args.value_size))
+        if args.server_path:
+            import uvloop
+
+            uvloop.run(server_path_bench(endpoint, levels, args.duration, args.value_size,
+                                         private.process.pid if private is not None else None))
+        else:
+            asyncio.run(bench(endpoint, levels, args.duration, args.value_size))
     finally:
         if private is not None:
             private.stop()
