@@ -12,7 +12,9 @@ runs the background duties that one server per address is enough for (etcd compa
 of the `kubernetes` Service).
 
 Metrics are shared: workers record into files under a private directory (prometheus_client's multiprocess
-mode), and `/metrics` on any worker renders the sum of all of them.
+mode), and `/metrics` on any worker renders the sum of all of them. The directory is named by the supervisor's
+pid (`metrics_directory`); a supervisor removes it when it ends, and on start removes those of supervisors that
+died without doing so (SIGKILL).
 
 Supervision:
 - SIGTERM or SIGINT to the parent is passed to every worker, which shuts down gracefully; the parent exits
@@ -46,6 +48,8 @@ RESTART_DELAY = 1.0  # seconds before a worker that ended after serving is repla
 RESTART_DELAY_CAP = 30.0  # seconds: the longest wait between failing starts of a replacement
 _PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 
+_METRICS_PREFIX = "aiokube-apiserver-metrics-"
+
 WorkerMain = Callable[[int, Callable[[], None]], None]
 """Runs worker number `index` until it is told to stop, calling the second argument once it is serving."""
 
@@ -60,6 +64,20 @@ def check_port_free(host: str, port: int) -> None:
     """Raise OSError (EADDRINUSE) if anything listens on host:port, even a group of SO_REUSEPORT sockets:
     two servers started on one port must fail as a single server does, not share it."""
     socket.create_server((host, port), family=_family(host)).close()
+
+
+def metrics_directory(supervisor_pid: int) -> str:
+    """Where the workers of the supervisor with this pid share their metrics."""
+    return os.path.join(tempfile.gettempdir(), f"{_METRICS_PREFIX}{supervisor_pid}")
+
+
+def _remove_orphaned_metrics() -> None:
+    """Metrics directories of supervisors that are gone (killed before they could remove theirs)."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name[len(_METRICS_PREFIX):]
+        if name.startswith(_METRICS_PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -82,7 +100,10 @@ class WorkerSupervisor:
 
     def run(self) -> int:
         """Serve until told to stop; returns the exit status for the parent process."""
-        self._metrics_dir = tempfile.mkdtemp(prefix="aiokube-apiserver-metrics-")
+        _remove_orphaned_metrics()
+        self._metrics_dir = metrics_directory(os.getpid())
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)  # left by an earlier process with this pid
+        os.mkdir(self._metrics_dir, 0o700)
         previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         status = 0
         try:

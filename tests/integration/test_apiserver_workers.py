@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from aiokube.cluster import pki
+from apiserver.workers import metrics_directory
 from tests.support.etcd import free_port
 from tests.support.processes import wait_until_ready
 
@@ -248,8 +250,20 @@ def test_a_killed_supervisor_leaves_no_worker(etcd_url: str, etcd_prefix: str) -
         while not all(_is_zombie_or_gone(pid) for pid in workers):
             assert time.monotonic() < deadline, f"workers {workers} outlived their supervisor"
             time.sleep(0.1)
+        # The killed supervisor could not remove its metrics directory; the next supervisor removes it.
+        orphaned = metrics_directory(server.process.pid)
+        assert os.path.isdir(orphaned)
+        successor = start(etcd_url, etcd_prefix, "--workers", "2")
+        try:
+            wait_until_ready(successor.process, f"{successor.base}/readyz", "apiserver --workers 2")
+            assert not os.path.exists(orphaned)
+            assert os.path.isdir(metrics_directory(successor.process.pid))
+        finally:
+            stop(successor)
+        assert not os.path.exists(metrics_directory(successor.process.pid))
     finally:
         stop(server)
+        shutil.rmtree(metrics_directory(server.process.pid), ignore_errors=True)
 
 
 def test_a_worker_that_cannot_start_stops_the_server(etcd_url: str, etcd_prefix: str, tmp_path) -> None:
