@@ -49,6 +49,7 @@ RESTART_DELAY_CAP = 30.0  # seconds: the longest wait between failing starts of 
 _PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 
 _METRICS_PREFIX = "aiokube-apiserver-metrics-"
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 WorkerMain = Callable[[int, Callable[[], None]], None]
 """Runs worker number `index` until it is told to stop, calling the second argument once it is serving."""
@@ -104,7 +105,7 @@ class WorkerSupervisor:
         self._metrics_dir = metrics_directory(os.getpid())
         shutil.rmtree(self._metrics_dir, ignore_errors=True)  # left by an earlier process with this pid
         os.mkdir(self._metrics_dir, 0o700)
-        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._on_stop_signal) for sig in _STOP_SIGNALS}
         status = 0
         try:
             for index in range(self._count):
@@ -163,17 +164,29 @@ class WorkerSupervisor:
     def _spawn(self, index: int) -> None:
         parent = os.getpid()
         serving_read, serving_write = os.pipe()
-        pid = os.fork()
+        # A stop signal must never reach a new worker's copy of the supervisor's handler (it would not end the
+        # worker): the signals stay blocked across fork, and the worker unblocks them once it has reset them to
+        # their default. The supervisor, for its part, registers the worker before it can handle a signal.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            raise
         if pid:
             os.close(serving_write)
             self._workers[pid] = (index, serving_read)
+            if self._stopping:  # a stop that came while this worker was being started
+                os.kill(pid, signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             return
         os.close(serving_read)
         # The worker. It must not return into the parent's code: it leaves through os._exit.
         code = 1
         try:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in _STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             _die_with_parent(parent)
             from apiserver.metrics import share_between_processes
 
