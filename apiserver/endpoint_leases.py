@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
 from apiserver.handlers.common import from_kv
-from apiserver.handlers.create import WriteOptions, create_object
+from apiserver.handlers.create import WriteOptions
 from apiserver.handlers.state import ServerState
-from apiserver.handlers.update import commit_update
+from apiserver.handlers.update import create_or_update
 from apiserver.kubernetes_service import advertise_address, set_endpoint_addresses
-from apiserver.storage.interface import ConflictError, StorageError
+from apiserver.storage.interface import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -122,28 +122,17 @@ class EndpointLeaseReconciler:
 
     async def _renew(self) -> None:
         now = self._clock()
-        key = self._handle.key(NAMESPACE, self.name)
-        for _attempt in range(4):
-            current = await self._handle.storage.get(key)
-            if current is None:
-                try:
-                    await create_object(self._state, self._handle, NAMESPACE, self._lease(now, acquired=now),
-                                        _MANAGER)
-                    return
-                except ApiError as error:
-                    if error.reason != "AlreadyExists":
-                        raise
-                    continue
-            stored = from_kv(current)
-            renewed = self._lease(now, acquired=None)
-            renewed["metadata"] = {**stored["metadata"], **renewed["metadata"]}
-            renewed["spec"]["acquireTime"] = (stored.get("spec") or {}).get("acquireTime") or micro_time(now)
-            try:
-                await commit_update(self._state, self._handle, current, renewed, _MANAGER)
-                return
-            except ConflictError:
-                continue
-        raise ApiError(409, f"could not renew lease {NAMESPACE}/{self.name}: it kept changing", "Conflict")
+
+        def renewed(stored: Obj) -> Obj:
+            lease = self._lease(now, acquired=None)
+            lease["metadata"] = {**stored["metadata"], **lease["metadata"]}
+            lease["spec"]["acquireTime"] = (stored.get("spec") or {}).get("acquireTime") or micro_time(now)
+            return lease
+
+        if not await create_or_update(self._state, self._handle, NAMESPACE, self.name,
+                                      create=lambda: self._lease(now, acquired=now), update=renewed,
+                                      opts=_MANAGER, attempts=4):
+            raise ApiError(409, f"could not renew lease {NAMESPACE}/{self.name}: it kept changing", "Conflict")
 
     def _lease(self, now: float, *, acquired: float | None) -> Obj:
         spec: Obj = {"holderIdentity": f"{self.name}_{socket.gethostname()}",

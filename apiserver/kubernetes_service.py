@@ -18,11 +18,9 @@ from aiokube.api.errors import ApiError
 from aiokube.api.types import Obj
 from apiserver.allocators import kubernetes_service_ip
 from apiserver.config import Config
-from apiserver.handlers.common import from_kv
 from apiserver.handlers.create import WriteOptions, create_object
 from apiserver.handlers.state import ServerState
-from apiserver.handlers.update import commit_update
-from apiserver.storage.interface import ConflictError
+from apiserver.handlers.update import create_or_update
 
 log = logging.getLogger(__name__)
 
@@ -111,33 +109,22 @@ async def _write_listed(state: ServerState, plural: str, port: int, build: Calla
                         wanted_from: Callable[[list[str]], list[str]], *, fix_port: bool) -> None:
     """Create the object, or compare-and-swap it to the addresses `wanted_from` derives from the stored ones
     (and, with `fix_port`, to this server's port); a write only when something changes."""
-    handle = state.registry.handle(plural)
-    key = handle.key(NAMESPACE, NAME)
-    for _attempt in range(_ATTEMPTS):
-        current = await handle.storage.get(key)
-        if current is None:
-            try:
-                await create_object(state, handle, NAMESPACE, build(wanted_from([]), port), _MANAGER)
-                return
-            except ApiError as error:
-                if error.reason != "AlreadyExists":
-                    raise
-                continue
-        stored = from_kv(current)
+
+    def update(stored: Obj) -> Obj | None:
         listed = _listed_addresses(plural, stored)
         addresses = wanted_from(listed)
         wanted = build(addresses, port)
         if sorted(listed) == addresses and (not fix_port or _ports_of(plural, stored) == _ports_of(plural, wanted)):
-            return
+            return None
         if not fix_port:
             wanted = _with_ports_of(plural, stored, wanted)
         wanted["metadata"] = {**stored["metadata"], **wanted["metadata"]}
-        try:
-            await commit_update(state, handle, current, wanted, _MANAGER)
-            return
-        except ConflictError:
-            continue
-    raise ApiError(409, f"could not update {plural} {NAMESPACE}/{NAME}: it kept changing", "Conflict")
+        return wanted
+
+    if not await create_or_update(state, state.registry.handle(plural), NAMESPACE, NAME,
+                                  create=lambda: build(wanted_from([]), port), update=update, opts=_MANAGER,
+                                  attempts=_ATTEMPTS):
+        raise ApiError(409, f"could not update {plural} {NAMESPACE}/{NAME}: it kept changing", "Conflict")
 
 
 def _with_ports_of(plural: str, stored: Obj, wanted: Obj) -> Obj:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -51,6 +52,7 @@ import aetcd
 import httpx
 import orjson
 
+from bench.support import proc_cpu_seconds
 from tests.support.etcd import free_port, start_etcd
 
 NS_PATH = "/api/v1/namespaces/default/configmaps"
@@ -137,9 +139,7 @@ def summary(label: str, count: int, seconds: float, latencies: list[float]) -> s
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process and its live children (API-server workers) have used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = proc_cpu_seconds(pid)
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as children:
             return own + sum(process_cpu_seconds(int(child)) for child in children.read().split())
@@ -287,20 +287,31 @@ def _wrk_creates_once(wrk: str, script: str, base: str, concurrency: int, durati
     return int(total.group(1)), float(total.group(2)), out
 
 
-def wrk_creates(base: str, levels: list[int], duration: float, cpu: CpuPerWrite) -> list[tuple[float, float]]:
-    """Create throughput and latency with wrk at each concurrency (one connection per request in flight);
-    returns (creates per second, API-server CPU ms per create) of each level."""
+@contextlib.contextmanager
+def _wrk_create_script() -> Iterator[tuple[str, str] | None]:
+    """(wrk's path, the create script's path) while in use; None when wrk is not installed."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        print("  (wrk is not installed: creates measured with LeanHttp only; deploy/install.sh installs it)")
-        return []
-    rates = []
+        yield None
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(_WRK_CREATE_SCRIPT % (PAYLOAD, NS_PATH))
         script.flush()
+        yield wrk, script.name
+
+
+def wrk_creates(base: str, levels: list[int], duration: float, cpu: CpuPerWrite) -> list[tuple[float, float]]:
+    """Create throughput and latency with wrk at each concurrency (one connection per request in flight);
+    returns (creates per second, API-server CPU ms per create) of each level."""
+    rates = []
+    with _wrk_create_script() as found:
+        if found is None:
+            print("  (wrk is not installed: creates measured with LeanHttp only; deploy/install.sh installs it)")
+            return []
+        wrk, script = found
         for concurrency in levels:
             before = cpu.snapshot()
-            count, seconds, out = _wrk_creates_once(wrk, script.name, base, concurrency, duration)
+            count, seconds, out = _wrk_creates_once(wrk, script, base, concurrency, duration)
             cpu.add(before, count)
             server_ms = (process_cpu_seconds(cpu.pids["apiserver"]) - before["apiserver"]) / count * 1000
             rates.append((count / seconds, server_ms))
@@ -314,8 +325,7 @@ async def interleaved_target(etcd_url: str, base: str, *, rounds: int, seconds: 
     """The create target once more, with raw compare-and-puts and wrk creates in alternating short batches at
     one concurrency: both see the same machine, whose speed drifts between the sections above (on a shared
     2-core machine the raw rate alone moves by a third between runs minutes apart)."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
+    if shutil.which("wrk") is None:
         return
     from bench import bench_etcd_raw
 
@@ -327,16 +337,16 @@ async def interleaved_target(etcd_url: str, base: str, *, rounds: int, seconds: 
     print(f"create target, interleaved: {rounds} rounds of {seconds:.0f} s raw and {seconds:.0f} s wrk creates at "
           f"concurrency {concurrency}, alternating which goes first")
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-            script.write(_WRK_CREATE_SCRIPT % (PAYLOAD, NS_PATH))
-            script.flush()
+        with _wrk_create_script() as found:
+            assert found is not None
+            wrk, script = found
             for round_ in range(rounds):
                 create = raw = 0.0
                 for step in (("raw", "api") if round_ % 2 == 0 else ("api", "raw")):
                     if step == "raw":
                         raw = (await bench_etcd_raw.run_level(client, concurrency, seconds, value)).per_second
                     else:
-                        count, elapsed, _ = _wrk_creates_once(wrk, script.name, base, concurrency, seconds)
+                        count, elapsed, _ = _wrk_creates_once(wrk, script, base, concurrency, seconds)
                         create = count / elapsed
                 ratios.append(create / raw)
                 print(f"  round {round_ + 1}: raw {raw:.0f} txn/s, create {create:.0f}/s: {create / raw * 100:.1f} %",

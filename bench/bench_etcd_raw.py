@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import aetcd
 
+from bench.support import proc_cpu_seconds
 from tests.support.etcd import EtcdProcess, start_etcd
 
 
@@ -135,14 +136,14 @@ async def server_path_bench(endpoint: str, levels: list[int], duration: float, v
         print(f"the API server's etcd path (EtcdStorage.create on uvloop, fresh keys) against {endpoint}, "
               f"{value_size}-byte values, {duration:.0f} s per level")
         transactions = 0
-        client_before, etcd_before = time.process_time(), _cpu_seconds(etcd_pid)
+        client_before, etcd_before = time.process_time(), proc_cpu_seconds(etcd_pid) if etcd_pid else 0.0
         for concurrency in levels:
             result = await level(concurrency, duration)
             transactions += result.transactions
             print(" ", result.line(), flush=True)
         if etcd_pid is not None and transactions:
             client = (time.process_time() - client_before) / transactions * 1000
-            etcd = (_cpu_seconds(etcd_pid) - etcd_before) / transactions * 1000
+            etcd = (proc_cpu_seconds(etcd_pid) - etcd_before) / transactions * 1000
             print(f"  CPU per txn: client {client:.3f} ms, etcd {etcd:.3f} ms", flush=True)
     finally:
         await storage.close()
@@ -154,14 +155,6 @@ async def server_path_bench(endpoint: str, levels: list[int], duration: float, v
                 await cleaner.delete_prefix(f"/bench-raw/{run}/".encode())
         finally:
             await cleaner.close()
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

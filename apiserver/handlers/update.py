@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 
-from aiokube.api.errors import conflict, not_found
+from aiokube.api.errors import ApiError, conflict, not_found
 from aiokube.api.types import Obj
 from apiserver.handlers import service_allocation
 from apiserver.handlers.common import MODIFIED_MESSAGE, from_kv, to_stored
@@ -96,6 +97,35 @@ async def commit_update(state: ServerState, handle: ResourceHandle, current: Key
     await service_allocation.commit(allocation)
     new["metadata"]["resourceVersion"] = str(revision)
     return new, warnings
+
+
+async def create_or_update(state: ServerState, handle: ResourceHandle, namespace: str | None, name: str, *,
+                           create: Callable[[], Obj], update: Callable[[Obj], Obj | None], opts: WriteOptions,
+                           attempts: int) -> bool:
+    """The server's own read-modify-write of one object: create `create()` when the object is absent, else
+    compare-and-swap in `update(stored)` (None: nothing to change). A race lost to another writer (the create
+    finding the object, the swap a newer revision) starts over, at most `attempts` times; returns False when
+    every attempt lost one."""
+    key = handle.key(namespace, name)
+    for _attempt in range(attempts):
+        current = await handle.storage.get(key)
+        if current is None:
+            try:
+                await create_object(state, handle, namespace, create(), opts)
+                return True
+            except ApiError as error:
+                if error.reason != "AlreadyExists":
+                    raise
+                continue
+        wanted = update(from_kv(current))
+        if wanted is None:
+            return True
+        try:
+            await commit_update(state, handle, current, wanted, opts)
+            return True
+        except ConflictError:
+            continue
+    return False
 
 
 async def read_current(handle: ResourceHandle, namespace: str | None, name: str) -> KeyValue:
