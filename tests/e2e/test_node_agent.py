@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from aiokube.client import ApiClient
 from tests.support.apiserver import running_apiserver
 from tests.support.containerd import PrivateContainerd, containerd_fixture
 from tests.support.etcd import free_port
+from tests.support.processes import terminate
 
 pytestmark = [pytest.mark.containerd, pytest.mark.etcd, pytest.mark.timeout(180)]
 
@@ -47,14 +47,8 @@ class Agent:
         log.close()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            terminate(self.process, 15)
 
     def log(self) -> str:
         with open(self.log_path) as f:

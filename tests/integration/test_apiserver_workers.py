@@ -26,7 +26,7 @@ import pytest
 from aiokube.cluster import pki
 from apiserver.workers import metrics_directory
 from tests.support.etcd import free_port
-from tests.support.processes import wait_until_ready
+from tests.support.processes import terminate, wait_until_ready
 
 pytestmark = pytest.mark.etcd
 
@@ -91,13 +91,7 @@ def start(etcd_url: str, etcd_prefix: str, *extra: str, port: int | None = None)
 
 def stop(server: WorkerServer) -> None:
     workers = server.workers()
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    terminate(server.process, 15)
     for pid in workers:  # only if the supervisor failed to end them; each is checked by the tests themselves
         try:
             os.kill(pid, signal.SIGKILL)

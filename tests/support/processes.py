@@ -36,3 +36,15 @@ def wait_until_ready(process: subprocess.Popen[bytes], url: str, what: str, time
             pass
         assert process.poll() is None and time.monotonic() < deadline, f"{what} did not become ready"
         time.sleep(0.1)
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM a process we started and reap it; SIGKILL it if it has not ended within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
