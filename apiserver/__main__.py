@@ -24,8 +24,9 @@ from apiserver.workers import WorkerSupervisor, check_port_free, shared_listenin
 GC_THRESHOLDS = (10_000, 10, 10)
 """The collector's thresholds once serving (Python's are 700, 10, 10). A server holding many connections, such
 as 1,000 watches, has a large young population of long-lived objects; at the default a full collection came
-round every few seconds while they settled and stalled every stream for ~100 ms each time (bench_api's
-fan-out: p99 delivery 600-850 ms, against ~80 ms with these). Requests free what they allocate by reference
+round every few seconds while they settled and stalled every stream for ~100 ms each time. In full bench_api
+runs the fan-out's p99 delivery was 590-850 ms, and 54-80 ms with these thresholds (the bench's own process,
+which showed the same pauses, now freezes its heap first). Requests free what they allocate by reference
 counting, so collections are rarer, not bigger in total; cyclic garbage is still collected, in larger batches."""
 
 
