@@ -35,7 +35,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -53,8 +52,8 @@ import aetcd
 import httpx
 import orjson
 
-from bench.support import proc_cpu_seconds
-from tests.support.etcd import free_port, start_etcd
+from bench.support import proc_cpu_seconds, start_apiserver, stop
+from tests.support.etcd import start_etcd
 
 NS_PATH = "/api/v1/namespaces/default/configmaps"
 PAYLOAD = "x" * 1500  # about the size of the raw bench's 1600-byte values once wrapped in a ConfigMap
@@ -513,25 +512,6 @@ def server_path_anchor(levels: list[int], duration: float) -> float | None:
     return float(client.group(1)) if client else None
 
 
-def start_apiserver(etcd_url: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", f"/bench-{port}",
-         "--port", str(port), "--log-level", "warning", "--workers", str(workers)],
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("apiserver did not start")
-
-
 async def main_async(args: argparse.Namespace, etcd_url: str, base: str, etcd_pid: int, server_pid: int) -> None:
     levels = [int(x) for x in args.concurrency.split(",")]
     raw_cpu = CpuPerWrite("raw etcd compare-and-put", {"client": os.getpid(), "etcd": etcd_pid})
@@ -610,16 +590,10 @@ def main() -> None:
     etcd = start_etcd()
     server = None
     try:
-        server, base = start_apiserver(etcd.url, args.workers)
-        urlsplit(base)
+        server, base = start_apiserver(etcd.url, "/bench-api", workers=args.workers)
         asyncio.run(main_async(args, etcd.url, base, etcd.process.pid, server.pid))
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(server)
         etcd.stop()
         shutil.rmtree(etcd.data_dir, ignore_errors=True)
 

@@ -65,14 +65,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the API server did not become ready")
 
 
-def start_apiserver(etcd_url: str, etcd_prefix: str, *, log: Path | None = None,
-                    root: Path = ROOT) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m apiserver` (from `root`'s packages) on a free loopback port; returns (process, base URL) once
-    it is ready."""
+def start_apiserver(etcd_url: str, etcd_prefix: str, *, log: Path | None = None, root: Path = ROOT,
+                    workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m apiserver` (from `root`'s packages, with `--workers` when more than one) on a free loopback
+    port; returns (process, base URL) once it is ready. One worker passes no flag, so a `root` older than the
+    flag (bench_api_cpu.py's baseline) still starts."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", etcd_prefix,
-                     "--port", str(port), "--log-level", "warning"], log=log, root=root)
+                     "--port", str(port), "--log-level", "warning",
+                     *(["--workers", str(workers)] if workers != 1 else [])], log=log, root=root)
     try:
         wait_ready(url, process)
     except BaseException:
