@@ -8,7 +8,12 @@ change's effect is the difference between the two lines of one run, not between 
 load drifts. Beside them: the raw aetcd compare-and-put (the issue's anchor), CPU per transaction for this
 process (the client) and for etcd.
 
-    .venv/bin/python bench/bench_api_cpu.py [--baseline-root /tmp/old] [--rounds 6] [--batch 600] [-c 50]
+`--floors` measures, instead of a baseline, the two floors under a create (bench/floor_server.py): uvicorn
+serving the same request without any API-server work ("http floor"), and the same plus the API server's etcd
+create ("etcd floor"). The differences of their loop-thread CPU split a create into HTTP serving, the etcd
+call and the API server's own handling; one process's creates top out near one over its loop thread's CPU.
+
+    .venv/bin/python bench/bench_api_cpu.py [--baseline-root /tmp/old | --floors] [--rounds 6] [--batch 600] [-c 50]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -28,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import aetcd
 
 from bench.bench_api import NS_PATH, PAYLOAD, LeanHttp
-from bench.support import ROOT, etcd_and_workdir, proc_cpu_seconds, start_apiserver, stop
+from bench.support import ROOT, etcd_and_workdir, proc_cpu_seconds, spawn, start_apiserver, stop, wait_ready
+from tests.support.etcd import free_port
 
 
 @dataclass
@@ -41,6 +48,10 @@ class Tally:
     creates: int = 0
     per_batch: list[float] = field(default_factory=list)  # server ms per create of each batch
     threads: dict[str, float] = field(default_factory=dict)  # server CPU seconds by thread kind
+
+    def loop_ms(self) -> float:
+        """The event-loop thread's CPU per create, in ms (the one thread a process's request rate is bound by)."""
+        return self.threads.get("loop", 0.0) / self.creates * 1000
 
     def line(self) -> str:
         spread = f"{min(self.per_batch):.3f}..{max(self.per_batch):.3f}" if self.per_batch else "-"
@@ -147,25 +158,63 @@ async def run(args: argparse.Namespace, etcd_url: str, etcd_pid: int, servers: d
             await client.aclose()
     for tally in tallies.values():
         print(tally.line(), flush=True)
+    if FLOOR_HTTP in tallies and FLOOR_ETCD in tallies:
+        print(decomposition(tallies["tree"], tallies[FLOOR_ETCD], tallies[FLOOR_HTTP]), flush=True)
+
+
+FLOOR_HTTP, FLOOR_ETCD = "http floor", "etcd floor"
+
+
+def start_floor_server(etcd_url: str, mode: str) -> tuple[subprocess.Popen[bytes], str]:
+    """bench/floor_server.py in `mode` ("http" or "etcd") on a free loopback port, once it is ready."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = spawn([sys.executable, "-m", "bench.floor_server", "--mode", mode, "--etcd-servers", etcd_url,
+                     "--port", str(port)])
+    try:
+        wait_ready(url, process)
+    except BaseException:
+        stop(process)
+        raise
+    return process, url
+
+
+def decomposition(create: Tally, etcd_floor: Tally, http_floor: Tally) -> str:
+    """A create's loop-thread CPU split by the floors, with the create rate each leaves one process."""
+    loop = {tally.label: tally.loop_ms() for tally in (create, etcd_floor, http_floor)}
+    http, etcd, full = loop[http_floor.label], loop[etcd_floor.label], loop[create.label]
+    return (f"loop thread per create: HTTP serving {http:.3f} ms + etcd create {etcd - http:.3f} ms + API-server "
+            f"handling {full - etcd:.3f} ms = {full:.3f} ms; one process tops out near {1000 / http:.0f}/s "
+            f"(http floor), {1000 / etcd:.0f}/s (etcd floor), {1000 / full:.0f}/s (creates)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-root", type=Path, default=ROOT)
+    parser.add_argument("--baseline-root", type=Path, default=None, help="default: this checkout again")
+    parser.add_argument("--floors", action="store_true",
+                        help="measure the http and etcd floors (bench/floor_server.py) instead of a baseline")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--batch", type=int, default=600, help="creates per batch")
     parser.add_argument("-c", "--concurrency", type=int, default=50)
     args = parser.parse_args()
     with etcd_and_workdir("bench-api-cpu-") as (etcd, _):
+        others: dict[str, subprocess.Popen[bytes]] = {}
         tree, tree_url = start_apiserver(etcd.url, "/bench-tree")
-        baseline = None
         try:
-            baseline, baseline_url = start_apiserver(etcd.url, "/bench-baseline", root=args.baseline_root)
-            servers = {"tree": (tree.pid, tree_url), "baseline": (baseline.pid, baseline_url)}
+            servers = {"tree": (tree.pid, tree_url)}
+            if args.floors:
+                for label, mode in ((FLOOR_ETCD, "etcd"), (FLOOR_HTTP, "http")):
+                    others[label], url = start_floor_server(etcd.url, mode)
+                    servers[label] = (others[label].pid, url)
+            if args.baseline_root is not None or not args.floors:
+                others["baseline"], url = start_apiserver(etcd.url, "/bench-baseline",
+                                                          root=args.baseline_root or ROOT)
+                servers["baseline"] = (others["baseline"].pid, url)
             asyncio.run(run(args, etcd.url, etcd.process.pid, servers))
         finally:
             stop(tree)
-            stop(baseline)
+            for process in others.values():
+                stop(process)
 
 
 if __name__ == "__main__":

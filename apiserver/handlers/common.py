@@ -7,7 +7,6 @@ import contextlib
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 
 import orjson
@@ -88,10 +87,6 @@ def now_rfc3339(clock: float | None = None) -> str:
     written as the last representable second rather than overflowing."""
     stamp = min(time.time() if clock is None else clock, _LATEST_TIMESTAMP)
     return format_seconds(stamp)
-
-
-def new_uid() -> str:
-    return str(uuid.uuid4())
 
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet (no vowels, no 0/1/3)

@@ -9,9 +9,10 @@ from typing import Any
 
 from aiokube.api.errors import bad_request, invalid
 from aiokube.api.types import Obj
-from apiserver.handlers.common import new_uid, now_rfc3339
+from apiserver.handlers.common import now_rfc3339
 from apiserver.patch import update_managed_fields
 from apiserver.registry import ResourceHandle
+from apiserver.uids import new_uid
 
 log = logging.getLogger(__name__)
 

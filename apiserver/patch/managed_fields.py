@@ -15,6 +15,7 @@ those Go pointer structs, which the JSON schema cannot tell apart); leaves, map 
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,13 @@ class ObjectFields:
         self.walker = SchemaWalker(schemas)
         self.root = FieldMeta(schema=schemas.definition_for(group, version, kind) or {})
 
+    @staticmethod
+    @functools.lru_cache(maxsize=512)
+    def of(schemas: SchemaRegistry, api_version: str, kind: str) -> ObjectFields:
+        """The shared instance for a kind: it holds only the (fixed) schemas, and building it costs a
+        create about as much as its uid."""
+        return ObjectFields(schemas, api_version, kind)
+
     def all_paths(self, obj: Obj) -> FieldSet:
         return self.walker.all_paths(self.root, without_managed_fields(obj))
 
@@ -143,7 +151,7 @@ def update_managed_fields(old: Obj | None, new: Obj, *, manager: str, operation:
     A request that sends `managedFields: []` clears all entries first, as Kubernetes allows.
     """
     schemas = schemas or SchemaRegistry.load()
-    fields = ObjectFields(schemas, str(new.get("apiVersion") or api_version), str(new.get("kind", "")))
+    fields = ObjectFields.of(schemas, str(new.get("apiVersion") or api_version), str(new.get("kind", "")))
     new_meta = new.get("metadata") or {}
     if "managedFields" in new_meta and new_meta["managedFields"] is not None and (
             old is None or new_meta["managedFields"] != (old.get("metadata") or {}).get("managedFields")):
