@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 from apiserver import uids
@@ -38,3 +39,19 @@ def test_a_forked_child_draws_other_uids_than_its_parent() -> None:
     parent = {uids.new_uid() for _ in range(8)}
     assert len(child) == 8
     assert not child & parent
+
+
+def test_threads_drawing_at_once_never_share_a_uid() -> None:
+    drawn: list[list[str]] = [[] for _ in range(4)]
+
+    def draw(into: list[str]) -> None:
+        for _ in range(3000):
+            into.append(uids.new_uid())
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [uid for into in drawn for uid in into]
+    assert len(set(every)) == len(every) == 12000
