@@ -34,8 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import aetcd
 
 from bench.bench_api import NS_PATH, PAYLOAD, LeanHttp
-from bench.support import ROOT, etcd_and_workdir, proc_cpu_seconds, spawn, start_apiserver, stop, wait_ready
-from tests.support.etcd import free_port
+from bench.support import ROOT, etcd_and_workdir, proc_cpu_seconds, start_apiserver, start_server, stop
 
 
 @dataclass
@@ -167,16 +166,7 @@ FLOOR_HTTP, FLOOR_ETCD = "http floor", "etcd floor"
 
 def start_floor_server(etcd_url: str, mode: str) -> tuple[subprocess.Popen[bytes], str]:
     """bench/floor_server.py in `mode` ("http" or "etcd") on a free loopback port, once it is ready."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = spawn([sys.executable, "-m", "bench.floor_server", "--mode", mode, "--etcd-servers", etcd_url,
-                     "--port", str(port)])
-    try:
-        wait_ready(url, process)
-    except BaseException:
-        stop(process)
-        raise
-    return process, url
+    return start_server(["bench.floor_server", "--mode", mode, "--etcd-servers", etcd_url])
 
 
 def decomposition(create: Tally, etcd_floor: Tally, http_floor: Tally) -> str:

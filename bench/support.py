@@ -70,11 +70,17 @@ def start_apiserver(etcd_url: str, etcd_prefix: str, *, log: Path | None = None,
     """`python -m apiserver` (from `root`'s packages, with `--workers` when more than one) on a free loopback
     port; returns (process, base URL) once it is ready. One worker passes no flag, so a `root` older than the
     flag (bench_api_cpu.py's baseline) still starts."""
+    return start_server(["apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", etcd_prefix, "--log-level",
+                         "warning", *(["--workers", str(workers)] if workers != 1 else [])], log=log, root=root)
+
+
+def start_server(module_args: list[str], *, log: Path | None = None,
+                 root: Path = ROOT) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m MODULE ARGS --port PORT` on a free loopback port; returns (process, base URL) once its /readyz
+    answers 200, and stops it if it never does."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = spawn([sys.executable, "-m", "apiserver", "--etcd-servers", etcd_url, "--etcd-prefix", etcd_prefix,
-                     "--port", str(port), "--log-level", "warning",
-                     *(["--workers", str(workers)] if workers != 1 else [])], log=log, root=root)
+    process = spawn([sys.executable, "-m", *module_args, "--port", str(port)], log=log, root=root)
     try:
         wait_ready(url, process)
     except BaseException:
