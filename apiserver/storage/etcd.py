@@ -34,6 +34,7 @@ from aetcd import rpc, utils
 
 from apiserver.storage.etcd_errors import retry_read, translate
 from apiserver.storage.etcd_tls import ClientTlsFiles, SecureClient
+from apiserver.storage.etcd_unary import Request, Response, UnaryRpc
 from apiserver.storage.etcd_watch import probe_compact_revision, watch_range
 from apiserver.storage.interface import (
     CompactedError,
@@ -124,6 +125,8 @@ class EtcdStorage:
         self._request_timeout = request_timeout
         self._watch_reconnect_timeout = watch_reconnect_timeout
         self._client: aetcd.Client | None = None
+        self._txn_rpc: UnaryRpc[rpc.TxnRequest, rpc.TxnResponse] | None = None
+        self._range_rpc: UnaryRpc[rpc.RangeRequest, rpc.RangeResponse] | None = None
 
     async def connect(self) -> None:
         if self._tls is not None:
@@ -133,10 +136,13 @@ class EtcdStorage:
             client = aetcd.Client(host=self._host, port=self._port, timeout=None, options=_CHANNEL_OPTIONS)
         await client.connect()
         self._client = client
+        self._txn_rpc = UnaryRpc(client.channel, "/etcdserverpb.KV/Txn", rpc.TxnResponse)
+        self._range_rpc = UnaryRpc(client.channel, "/etcdserverpb.KV/Range", rpc.RangeResponse)
 
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
+            self._txn_rpc = self._range_rpc = None
             await client.close()
 
     @property
@@ -144,6 +150,12 @@ class EtcdStorage:
         if self._client is None or self._client.kvstub is None:
             raise StorageUnavailableError("EtcdStorage is not connected: call `await storage.connect()` first")
         return self._client.kvstub
+
+    @staticmethod
+    def _rpc(unary: UnaryRpc[Request, Response] | None) -> UnaryRpc[Request, Response]:
+        if unary is None:
+            raise StorageUnavailableError("EtcdStorage is not connected: call `await storage.connect()` first")
+        return unary
 
     def _watch_stub(self) -> rpc.WatchStub:
         if self._client is None or self._client.channel is None:
@@ -154,7 +166,7 @@ class EtcdStorage:
 
     async def _range(self, request: rpc.RangeRequest, what: str) -> rpc.RangeResponse:
         async def call(seconds: float) -> rpc.RangeResponse:
-            return await self._kv.Range(request, timeout=seconds, wait_for_ready=True)
+            return await self._rpc(self._range_rpc)(request, within=seconds)
         try:
             return await retry_read(call, what=what, budget=self._request_timeout)
         except CompactedError as error:
@@ -199,7 +211,7 @@ class EtcdStorage:
 
     async def _txn(self, request: rpc.TxnRequest) -> rpc.TxnResponse:
         try:
-            return await self._kv.Txn(request, timeout=self._request_timeout, wait_for_ready=True)
+            return await self._rpc(self._txn_rpc)(request, within=self._request_timeout)
         except grpc.aio.AioRpcError as error:
             raise translate(error) from error
 
