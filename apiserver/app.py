@@ -21,7 +21,7 @@ from apiserver.allocators import ServiceAllocators
 from apiserver.compactor import Compactor
 from apiserver.config import Config
 from apiserver.endpoint_leases import EndpointLeaseReconciler
-from apiserver.handlers.common import json_response, storage_errors
+from apiserver.handlers.common import json_response, storage_error_status, storage_errors
 from apiserver.handlers.namespaces import NamespaceLifecycle
 from apiserver.handlers.state import ServerState, load_schemas
 from apiserver.kubernetes_service import ensure_kubernetes_service
@@ -206,8 +206,13 @@ class ApiServerApp:
                     else:
                         resource, subresource = target.verb_resource
                         group = target.handle.info.group
-                        with storage_errors(target.handle, target.name or ""):
+                        try:
                             verb, response = await serve(state, request, target)
+                        except StorageError as exc:
+                            status = storage_error_status(exc, target.handle, target.name or "")
+                            if status is None:
+                                raise
+                            raise status from None
             except StorageError as exc:  # outside a resource context (health, discovery …)
                 with storage_errors(state.registry.handle("namespaces"), ""):
                     raise exc

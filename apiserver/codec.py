@@ -58,6 +58,18 @@ def decode_body(body: bytes, content_type: str | None) -> Any:
                         f'(got "{kind}")', "UnsupportedMediaType")
 
 
+def decode_with_duplicates(body: bytes, content_type: str | None) -> tuple[Any, list[str]]:
+    """decode_body and duplicate_fields of one body, a JSON body parsed once for both."""
+    kind = media_type(content_type)
+    if body.startswith(PROTOBUF_MAGIC) or not (kind.endswith("json") or kind in ("", "*/*", "text/plain")):
+        return decode_body(body, content_type), duplicate_fields(body, content_type)
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return decode_body(body, content_type), []  # decode_body raises its 400 for the same body
+    return _check_json_depth(body, parsed), _json_duplicates(body, parsed)
+
+
 def duplicate_fields(body: bytes, content_type: str | None) -> list[str]:
     """Kubernetes' strict-decoding texts for keys given twice in a JSON or YAML body: `duplicate field
     "spec.replicas"` (JSON) or `line 3: key "a" already set in map` (YAML). [] when there are none or the
@@ -76,22 +88,27 @@ def duplicate_fields(body: bytes, content_type: str | None) -> list[str]:
 # --- JSON duplicates ---------------------------------------------------------------------------------------
 
 
+_UNPARSED: Any = object()
+
+
 class _Pairs(list):
     """A JSON object kept as its (key, value) pairs, so that repeated keys survive parsing."""
 
 
-def _reencodes_identically(body: bytes) -> bool:
-    """True when the body is exactly orjson's encoding of what it parses to. It then repeats no key: that
-    encoding comes from dicts, which hold each key once. Compact JSON from orjson or Python clients passes;
-    anything else (whitespace, escapes written differently, Go's HTML-safe escapes) takes the full check."""
+def _reencodes_identically(body: bytes, parsed: Any = _UNPARSED) -> bool:
+    """True when the body is exactly orjson's encoding of what it parses to (`parsed`, when the caller has
+    it). It then repeats no key: that encoding comes from dicts, which hold each key once. Compact JSON from
+    orjson or Python clients passes; anything else (whitespace, escapes written differently, Go's HTML-safe
+    escapes) takes the full check."""
     try:
-        return orjson.dumps(orjson.loads(body)) == body.strip()
+        return orjson.dumps(orjson.loads(body) if parsed is _UNPARSED else parsed) == body.strip()
     except (ValueError, TypeError):  # orjson's decode/encode errors are ValueError/TypeError subclasses
         return False
 
 
-def _json_duplicates(body: bytes) -> list[str]:
-    if _reencodes_identically(body):  # the common case for programmatic clients, ~10x cheaper than the parse below
+def _json_duplicates(body: bytes, parsed: Any = _UNPARSED) -> list[str]:
+    # The common case for programmatic clients, ~10x cheaper than the parse below.
+    if _reencodes_identically(body, parsed):
         return []
     found = False
 

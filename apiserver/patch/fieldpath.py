@@ -128,6 +128,7 @@ class FieldSummary:
 
 
 _NO_META = FieldMeta()
+_SCALAR, _LIST, _DICT = 0, 1, 2  # the shapes of value SchemaWalker.node tells apart
 
 
 class SchemaWalker:
@@ -137,8 +138,16 @@ class SchemaWalker:
         self.schemas = schemas
 
     def node(self, meta: FieldMeta, value: Any) -> Node:
+        shape = _LIST if isinstance(value, list) else _DICT if isinstance(value, dict) else _SCALAR
+        known: Node | None = meta.nodes.get(shape)
+        if known is None:
+            known = meta.nodes[shape] = self._classify(meta, shape)
+        return known
+
+    @staticmethod
+    def _classify(meta: FieldMeta, shape: int) -> Node:
         schema = meta.schema
-        if isinstance(value, list):
+        if shape == _LIST:
             list_type = meta.list_type
             if list_type is None and meta.merge_key:
                 list_type = "map"  # strategic-merge lists without list-type are keyed by their merge key
@@ -147,7 +156,7 @@ class SchemaWalker:
             if list_type == "set":
                 return Node("list-set", meta.item_schema)
             return Node("list-atomic", meta.item_schema)
-        if isinstance(value, dict):
+        if shape == _DICT:
             if meta.map_type == "atomic" or not schema:
                 return Node("atomic", schema)
             if "properties" in schema:

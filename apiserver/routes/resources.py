@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from aiokube.api.errors import ApiError, bad_request
-from apiserver.codec import decode_body, duplicate_fields
+from apiserver.codec import decode_body, decode_with_duplicates, duplicate_fields
 from apiserver.handlers import nodeproxy, subresources
 from apiserver.handlers.common import add_warnings, go_bool, is_dry_run, json_response, with_type
 from apiserver.handlers.create import WriteOptions, create_object
@@ -199,13 +199,17 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
         return verb, json_response(object_table(handle, obj, table) if table is not None else obj)
     body = await _read_body(request, state)
     # Keys given twice are found on the raw body (decoding keeps the last); fieldValidation decides as for
-    # unknown fields.
-    writes = verb in ("create", "update", "patch")
-    duplicates = await _off_loop_if_large(duplicate_fields, body, _header(request, b"content-type")) \
-        if writes else []
+    # unknown fields. A create or update body is decoded here too, in the same parse.
+    decoded: object = _NOT_DECODED
+    duplicates: list[str] = []
+    if verb in ("create", "update") and body.strip():
+        decoded, duplicates = await _off_loop_if_large(decode_with_duplicates, body,
+                                                       _header(request, b"content-type"))
+    elif verb == "patch":
+        duplicates = await _off_loop_if_large(duplicate_fields, body, _header(request, b"content-type"))
     if duplicates and field_validation(query) == "Strict":
         raise bad_request("strict decoding error: " + ", ".join(duplicates))
-    response = await _serve_write(state, request, target, verb, body)
+    response = await _serve_write(state, request, target, verb, body, decoded)
     if duplicates and field_validation(query) == "Warn":
         add_warnings(response, duplicates)
     return verb, response
@@ -224,8 +228,13 @@ async def _off_loop_if_large(parse: Callable[[bytes, str | None], T], body: byte
     return await asyncio.to_thread(parse, body, content_type)
 
 
-async def _serve_write(state: ServerState, request: Request, target: Target, verb: str, body: bytes) -> Response:
-    """The write verbs (create, update, patch, delete, deletecollection) on a read body."""
+_NOT_DECODED = object()
+
+
+async def _serve_write(state: ServerState, request: Request, target: Target, verb: str, body: bytes,
+                       decoded: object = _NOT_DECODED) -> Response:
+    """The write verbs (create, update, patch, delete, deletecollection) on a read body (and its decoded value,
+    when the caller has decoded it)."""
     query = _query(request)
     handle, ns, name, sub = target.handle, target.namespace, target.name, target.subresource
     content_type = _header(request, b"content-type")
@@ -238,7 +247,8 @@ async def _serve_write(state: ServerState, request: Request, target: Target, ver
         code, obj, warnings = await patch_object(state, handle, ns, name, body, content_type, opts,
                                                  subresource=sub or "")
         return json_response(with_type(obj, handle), code, warnings)
-    decoded = await _off_loop_if_large(decode_body, body, content_type) if body.strip() else None
+    if decoded is _NOT_DECODED:
+        decoded = await _off_loop_if_large(decode_body, body, content_type) if body.strip() else None
     if verb in ("delete", "deletecollection"):
         dry = is_dry_run(query, query.getlist("dryRun"))
         options = parse_delete_options(decoded, query, dry)

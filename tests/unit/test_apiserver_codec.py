@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aiokube.api.errors import ApiError
-from apiserver.codec import MAX_NESTING_DEPTH, decode_body, duplicate_fields
-from apiserver.handlers.common import go_bool
+from apiserver.codec import MAX_NESTING_DEPTH, decode_body, decode_with_duplicates, duplicate_fields
+from apiserver.handlers.common import JsonResponse, go_bool, json_response
 from apiserver.handlers.read import decode_continue, encode_continue
 from apiserver.handlers.subresources import selector_string
 from apiserver.tables import wants_table
@@ -141,3 +141,43 @@ def test_nesting_depth_is_limited_whatever_the_bracket_count() -> None:
     assert len(decode_body(b"[" + b",".join([b"[]"] * (2 * limit)) + b"]", "application/json")) == 2 * limit
     # Brackets inside strings count but never make a shallow body fail.
     assert decode_body(b'{"s": "' + b"[" * (2 * limit) + b'"}', "application/json") == {"s": "[" * (2 * limit)}
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b'{"metadata":{"name":"a"},"data":{"v":"x"}}', "application/json"),
+    (b'{"metadata": {"name": "a", "name": "b"}}\n', "application/json; charset=utf-8"),
+    (b'{"a": [{"k": 1, "k": 1}]}', None),
+    (b'{"a":"\\u00e9","a":"\\u00e9"}', "*/*"),
+    (b"a: 1\na: 2\n", "application/yaml"),
+    (b'{"a": 1, "a": 2}', "application/yaml"),
+    (envelope(b"v1", b"ConfigMap", b'{"metadata": {"name": "j"}}'), "application/vnd.kubernetes.protobuf"),
+])
+def test_decoding_with_duplicates_matches_the_two_steps(body: bytes, content_type: str | None) -> None:
+    """One parse for both answers gives what decode_body and duplicate_fields give apart."""
+    assert decode_with_duplicates(body, content_type) == (decode_body(body, content_type),
+                                                          duplicate_fields(body, content_type))
+
+
+@pytest.mark.parametrize(("body", "content_type", "code"), [
+    (b'{"a": ', "application/json", 400),
+    (b'{"a":NaN}', "application/json", 400),
+    (b"[" * (MAX_NESTING_DEPTH + 1) + b"]" * (MAX_NESTING_DEPTH + 1), "application/json", 400),
+    (b"{}", "application/cbor", 415),
+])
+def test_decoding_with_duplicates_refuses_what_decode_body_refuses(body: bytes, content_type: str,
+                                                                   code: int) -> None:
+    with pytest.raises(ApiError) as alone:
+        decode_body(body, content_type)
+    with pytest.raises(ApiError) as together:
+        decode_with_duplicates(body, content_type)
+    assert together.value.code == alone.value.code == code
+    assert together.value.message == alone.value.message
+
+
+def test_json_responses_carry_their_length_and_type() -> None:
+    created = json_response({"kind": "ConfigMap"}, 201, ["unknown field \"x\""])
+    assert (created.status_code, created.body) == (201, b'{"kind":"ConfigMap"}')
+    assert created.raw_headers == [(b"content-length", b"20"), (b"content-type", b"application/json"),
+                                   (b"warning", b'299 - "unknown field \\"x\\""')]
+    assert created.headers["content-type"] == "application/json"
+    assert JsonResponse(b"", 204).raw_headers == [(b"content-type", b"application/json")]

@@ -76,3 +76,20 @@ def test_patch_meta_is_cached_for_schema_nodes_only() -> None:
     transient = {"properties": {"x": {"type": "string"}}}
     schemas.patch_meta(transient, "x")
     assert (id(transient), "x") not in schemas._patch_meta_cache
+
+
+def test_node_kinds_are_remembered_per_shape_of_value() -> None:
+    """A field's classification is kept on its FieldMeta, separately for a list, a dict and a scalar value
+    (a body may send any of them where the schema wants one)."""
+    schemas = SchemaRegistry.load()
+    walker = SchemaWalker(schemas)
+    containers = schemas.patch_meta(schemas.definitions["io.k8s.api.core.v1.PodSpec"], "containers")
+    labels = schemas.patch_meta(schemas.definitions["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"], "labels")
+    for _ in range(2):  # the second round answers from what the first remembered
+        assert walker.node(containers, [{"name": "a"}]).kind == "list-map"
+        assert walker.node(containers, [{"name": "a"}]).keys == ("name",)
+        assert walker.node(containers, {"name": "a"}).kind == "atomic"
+        assert walker.node(containers, "text").kind == "scalar"
+        assert walker.node(labels, {"app": "web"}).kind == "map"
+        assert walker.node(labels, ["x"]).kind == "list-atomic"
+    assert set(containers.nodes) == {0, 1, 2}
