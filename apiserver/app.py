@@ -41,6 +41,10 @@ def _json_bytes(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
+_COLLECTION_TARGETS = 4096
+"""Resolved collection paths kept; past that many (namespaces times kinds) the cache starts again."""
+
+
 class ApiServerApp:
     """ASGI app. `storage_factory` is injectable so tests and benchmarks can share or wrap a storage."""
 
@@ -48,6 +52,7 @@ class ApiServerApp:
         self.config = config
         self._storage_factory = storage_factory or self._connect_etcd
         self.state: ServerState | None = None
+        self._collections: dict[str, Target] = {}  # resolved collection paths (Targets are never changed)
         self._fixed: dict[str, Handler] = {
             "/version": system.version,
             "/healthz": system.livez,
@@ -229,6 +234,18 @@ class ApiServerApp:
         return response
 
     def _resolve(self, state: ServerState, path: str) -> Target | None:
+        known = self._collections.get(path)
+        if known is not None:
+            return known
+        target = self._resolve_path(state, path)
+        if target is not None and target.name is None:
+            # Collection paths repeat (every create and list of a kind in a namespace); objects' do far less.
+            if len(self._collections) >= _COLLECTION_TARGETS:
+                self._collections.clear()
+            self._collections[path] = target
+        return target
+
+    def _resolve_path(self, state: ServerState, path: str) -> Target | None:
         parts = path.strip("/").split("/")
         if parts[0] == "api" and len(parts) >= 2:
             if parts[1] != "v1":

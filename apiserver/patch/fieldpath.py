@@ -129,6 +129,7 @@ class FieldSummary:
 
 _NO_META = FieldMeta()
 _SCALAR, _LIST, _DICT = 0, 1, 2  # the shapes of value SchemaWalker.node tells apart
+_LEAF_KINDS = frozenset({"scalar", "atomic", "list-atomic"})
 
 
 class SchemaWalker:
@@ -256,30 +257,31 @@ class SchemaWalker:
     def owned_trie(self, meta: FieldMeta, value: Any) -> dict[str, Any]:
         """The FieldsV1 trie of every leaf and member of a value: `to_fields_v1(leaves | members)` of its
         summary, built in the same single walk without the path sets (what a create owns)."""
-        return self._owned(meta, value, member=False, root=True) or {}
+        return self._owned(meta, value, False, True) or {}
 
-    def _owned(self, meta: FieldMeta, value: Any, *, member: bool, root: bool) -> dict[str, Any] | None:
+    def _owned(self, meta: FieldMeta, value: Any, member: bool, root: bool) -> dict[str, Any] | None:
         """This value's trie, {} for an owned leaf, None when nothing in it is owned."""
         node = self.node(meta, value)
         kind = node.kind
-        if kind in ("scalar", "atomic", "list-atomic") or (isinstance(value, dict | list) and not value):
+        # Any other kind holds a dict or a list (node() decides by the value's shape): empty, it is a leaf.
+        if kind in _LEAF_KINDS or not value:
             return None if root else {}
         children: dict[str, Any] = {}
         if kind in ("struct", "map"):
             patch_meta = self.schemas.patch_meta
+            schema = node.schema
             for name, child in value.items():
-                sub = self._owned(patch_meta(node.schema, name), child, member=False, root=False)
+                sub = self._owned(patch_meta(schema, name), child, False, False)
                 if sub is not None:
                     children[f"f:{name}"] = sub
         elif kind == "list-map":
             item_meta = self.item_meta(node.schema)
             for item in value:
                 if isinstance(item, dict):
-                    _add_child(children, key_element(item, node.keys),
-                               self._owned(item_meta, item, member=True, root=False))
+                    _add_child(children, key_element(item, node.keys), self._owned(item_meta, item, True, False))
         elif kind == "list-set":
             for item in value:
-                _add_child(children, value_element(item), self._owned(_NO_META, item, member=True, root=False))
+                _add_child(children, value_element(item), self._owned(_NO_META, item, True, False))
         ordered = {name: children[name] for name in sorted(children)}
         if not root and (kind == "map" or member):
             return {".": {}, **ordered} if ordered else {}

@@ -32,7 +32,7 @@ from apiserver.registry import ResourceHandle
 from apiserver.tables import include_object, object_table, to_table, wants_table
 
 
-@dataclass
+@dataclass(frozen=True)
 class Target:
     handle: ResourceHandle
     namespace: str | None
@@ -152,7 +152,9 @@ async def _read_body(request: Request, state: ServerState) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _write_options(request: Request, body_dry_run: list[str] | None = None) -> WriteOptions:
+def _write_options(request: Request) -> WriteOptions:
+    if not request.scope.get("query_string"):  # no query: every option at its default
+        return WriteOptions(manager=manager_from(_header(request, b"user-agent"), None), user=request.scope.get("user"))
     query = _query(request)
     manager = query.get("fieldManager")
     if manager is not None and len(manager) > 128:
