@@ -7,7 +7,9 @@ decided by etcd itself:
     delete  compare(mod_revision == expected)  then delete(prev_kv) (or compare(version > 0) without a
             precondition)                                     else ConflictError(current) / KeyNotFoundError
 `list` uses the raw Range RPC (aetcd's helpers have no limit/revision) with `limit + 1` so `more` is exact,
-and a second count-only Range at the same revision for `remaining`.
+and a second count-only Range at the same revision for `remaining`. Range and Txn are called through
+etcd_unary.UnaryRpc on aetcd's channel (a leaner path than the generated stubs); watches and Compact through
+the stubs.
 
 Connection handling: the gRPC channel reconnects by itself (backoff capped at 1 s). Unary calls wait for the
 channel to be ready (`wait_for_ready`) for at most `request_timeout`; reads failing mid-flight are retried
