@@ -78,6 +78,7 @@ class ApiServerApp:
 
     # --- lifespan ----------------------------------------------------------------------------------------
     async def startup(self) -> None:
+        self._collections.clear()  # Targets hold the handles of one Registry: this start makes a new one
         metrics = Metrics()
         storage = InstrumentedStorage(await self._storage_factory(), metrics)
         registry = Registry(storage, self.config.etcd_prefix)

@@ -58,16 +58,18 @@ def decode_body(body: bytes, content_type: str | None) -> Any:
                         f'(got "{kind}")', "UnsupportedMediaType")
 
 
-def decode_with_duplicates(body: bytes, content_type: str | None) -> tuple[Any, list[str]]:
-    """decode_body and duplicate_fields of one body, a JSON body parsed once for both."""
+def decode_with_duplicates(body: bytes, content_type: str | None) -> tuple[Any, list[str]] | None:
+    """(decode_body, duplicate_fields) of a JSON body that decodes, from one parse; None for any other body
+    (YAML, protobuf, a body decode_body refuses), which the caller hands to the two functions apart, so that
+    its errors come in their usual order (strict duplicates before decoding)."""
     kind = media_type(content_type)
     if body.startswith(PROTOBUF_MAGIC) or not (kind.endswith("json") or kind in ("", "*/*", "text/plain")):
-        return decode_body(body, content_type), duplicate_fields(body, content_type)
+        return None
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return decode_body(body, content_type), []  # decode_body raises its 400 for the same body
-    return _check_json_depth(body, parsed), _json_duplicates(body, parsed)
+        parsed = _check_json_depth(body, orjson.loads(body))
+    except (orjson.JSONDecodeError, ApiError):
+        return None
+    return parsed, _json_duplicates(body, parsed)
 
 
 def duplicate_fields(body: bytes, content_type: str | None) -> list[str]:

@@ -105,7 +105,7 @@ class FieldMeta:
     item_schema: dict[str, Any] = field(default_factory=dict)
     # What apiserver.patch.fieldpath.SchemaWalker.node decided for this field, by the shape of the value (a
     # pure function of the fields above, remembered: every managedFields walk asks it at every node).
-    nodes: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    nodes: dict[int, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __iter__(self) -> Any:
         # Lets callers unpack the documented 4-tuple: merge_key, strategies, list_type, list_map_keys.

@@ -201,14 +201,16 @@ async def serve(state: ServerState, request: Request, target: Target) -> tuple[s
         return verb, json_response(object_table(handle, obj, table) if table is not None else obj)
     body = await _read_body(request, state)
     # Keys given twice are found on the raw body (decoding keeps the last); fieldValidation decides as for
-    # unknown fields. A create or update body is decoded here too, in the same parse.
+    # unknown fields. A create or update body in JSON is decoded here too, in the same parse.
     decoded: object = _NOT_DECODED
     duplicates: list[str] = []
-    if verb in ("create", "update") and body.strip():
-        decoded, duplicates = await _off_loop_if_large(decode_with_duplicates, body,
-                                                       _header(request, b"content-type"))
-    elif verb == "patch":
-        duplicates = await _off_loop_if_large(duplicate_fields, body, _header(request, b"content-type"))
+    content_type = _header(request, b"content-type")
+    both = await _off_loop_if_large(decode_with_duplicates, body, content_type) \
+        if verb in ("create", "update") and body.strip() else None
+    if both is not None:
+        decoded, duplicates = both
+    elif verb in ("create", "update", "patch"):
+        duplicates = await _off_loop_if_large(duplicate_fields, body, content_type)
     if duplicates and field_validation(query) == "Strict":
         raise bad_request("strict decoding error: " + ", ".join(duplicates))
     response = await _serve_write(state, request, target, verb, body, decoded)

@@ -7,8 +7,13 @@ call on the channel's Cython core directly and awaits it in the caller's own tas
 a deadline `within` seconds, `wait_for_ready`, a failed status raised as `grpc.aio.AioRpcError` (so
 etcd_errors.translate reads it as before), and a cancelled caller cancelling the RPC.
 
-The core is a private attribute of grpc.aio's Channel (`_channel`, a `cygrpc.AioChannel`); where a grpcio
-release lacks it, `UnaryRpc` calls the public stub instead (`UnaryRpc.direct` says which path is in use).
+The core is a private attribute of grpc.aio's Channel (`_channel`, a `cygrpc.AioChannel`). It is used only
+in the form of the grpcio releases that register methods on asyncio channels (`get_registered_call_handle`,
+and `call` taking the handle); with any other, `UnaryRpc` calls the public stub instead (`UnaryRpc.direct`
+says which path is in use). What the direct path leaves out: channel interceptors and gRPC's observability
+(census) plugins, neither of which this project configures, and the channel's cancelling of its calls in
+flight when it closes (the API server closes etcd only after its requests have ended). A call made once the
+channel is closing fails as UNAVAILABLE (a 503), not with grpc's UsageError.
 """
 
 from __future__ import annotations
@@ -40,11 +45,10 @@ class UnaryRpc(Generic[Request, Response]):
         self._parse: Callable[[bytes], Response] = response_type.FromString
         self._stub = channel.unary_unary(method, request_serializer=_serialize,
                                          response_deserializer=response_type.FromString)
-        core = getattr(channel, "_channel", None)
-        self._core: Any = core if callable(getattr(core, "call", None)) else None
-        self._handle = 0
-        if self._core is not None and hasattr(self._core, "get_registered_call_handle"):
-            self._handle = self._core.get_registered_call_handle(self._method)
+        core: Any = getattr(channel, "_channel", None)
+        usable = all(callable(getattr(core, name, None)) for name in ("get_registered_call_handle", "call", "closed"))
+        self._core: Any = core if usable else None
+        self._handle: int = core.get_registered_call_handle(self._method) if usable else 0
 
     @property
     def direct(self) -> bool:
@@ -60,6 +64,9 @@ class UnaryRpc(Generic[Request, Response]):
         # start back to back, and gRPC sends them to etcd in one write. Started inline, each between other
         # requests' work, they cost etcd ~35 % and gRPC's I/O threads ~60 % more CPU per call (bench_api_cpu).
         await asyncio.sleep(0)
+        if self._core.closed():
+            raise AioRpcError(grpc.StatusCode.UNAVAILABLE, Metadata(), Metadata(),
+                              details="the channel to etcd is closed")
         call = self._core.call(self._method, time.time() + within, None, wait_for_ready, self._handle)
         try:
             data = await call.unary_unary(request.SerializeToString(), (), None)

@@ -74,6 +74,24 @@ async def test_duplicate_fields_follow_field_validation(api: httpx.AsyncClient) 
     assert patch.status_code == 400 and 'duplicate field "data.b"' in patch.json()["message"]
 
 
+async def test_strict_duplicates_come_before_decoding_errors(api: httpx.AsyncClient) -> None:
+    """A body with keys given twice that also fails to decode: with Strict the duplicates are the answer (the
+    strict check reads the raw body first); otherwise the decoding error is."""
+    twice = '{"metadata":{"name":"order"},"data":{"a":"1","a":"2"}}'
+    for content_type, decoded_code in (("application/xml", 415), ("application/json", 400)):
+        body = twice if content_type == "application/xml" else twice.replace('"1"', "NaN")  # NaN: not JSON
+        strict = await api.post(f"{CM}?fieldValidation=Strict", content=body, headers={"content-type": content_type})
+        assert strict.status_code == 400, strict.text
+        assert strict.json()["message"] == 'strict decoding error: duplicate field "data.a"'
+        warn = await api.post(CM, content=body, headers={"content-type": content_type})
+        assert warn.status_code == decoded_code, warn.text
+    update = await api.put(f"{CM}/order?fieldValidation=Strict", content=twice, headers={"content-type": "text/xml"})
+    assert update.status_code == 400 and "duplicate field" in update.json()["message"]
+    empty = await api.post(f"{CM}?fieldValidation=Strict", content=" ", headers=JSON)
+    assert empty.status_code == 400 and empty.json()["message"] == "the request body is empty"
+    assert (await api.get(f"{CM}/order")).status_code == 404  # none of them stored anything
+
+
 async def test_alias_bomb_is_refused_quickly_without_blocking(api: httpx.AsyncClient) -> None:
     laughs = "a: &a [" + ",".join(['"lol"'] * 9) + "]\n" + "".join(
         f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)

@@ -73,6 +73,22 @@ async def test_failed_status_is_an_aio_rpc_error(channel: grpc.aio.Channel, path
     assert type(translated) is StorageError and "INVALID_ARGUMENT" in str(translated)
 
 
+class _RecordingCore:
+    """The channel's core, recording the calls it starts and whether each was cancelled."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self.calls: list[Any] = []
+
+    def call(self, *args: Any) -> Any:
+        started = self._core.call(*args)
+        self.calls.append(started)
+        return started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
+
+
 async def test_deadline_and_cancellation_against_an_absent_server() -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as nowhere:
         ranged = UnaryRpc(nowhere, "/etcdserverpb.KV/Range", rpc.RangeResponse)
@@ -84,11 +100,45 @@ async def test_deadline_and_cancellation_against_an_absent_server() -> None:
         assert 0.25 <= time.monotonic() - started < 3
         assert isinstance(translate(failed.value), StorageUnavailableError)
 
+        recording = _RecordingCore(ranged._core)
+        ranged._core = recording
         waiting = asyncio.ensure_future(ranged(rpc.RangeRequest(key=b"a"), within=30))
         await asyncio.sleep(0.2)
+        assert len(recording.calls) == 1 and not recording.calls[0].cancelled()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(waiting, 2)  # the cancellation ends the call at once, not after 30 s
+        assert recording.calls[0].cancelled()  # the RPC itself was cancelled, not only the awaiting task
+
+
+async def test_a_call_on_a_closed_channel_is_unavailable(etcd_url: str) -> None:
+    channel = grpc.aio.insecure_channel(etcd_url.removeprefix("http://"))
+    ranged = UnaryRpc(channel, "/etcdserverpb.KV/Range", rpc.RangeResponse)
+    assert (await ranged(rpc.RangeRequest(key=b"a"), within=5)).header.revision > 0
+    await channel.close()
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await ranged(rpc.RangeRequest(key=b"a"), within=5)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert isinstance(translate(failed.value), StorageUnavailableError)  # a 503 for the request, not a 500
+
+
+class _CoreWithoutRegisteredMethods:
+    """A channel core as grpcio releases before registered methods on asyncio channels had it: `call` takes
+    four arguments and there is no `get_registered_call_handle`."""
+
+    def call(self, method: bytes, deadline: float | None, credentials: Any, wait_for_ready: bool) -> Any:
+        raise AssertionError("UnaryRpc must not call a core of this form")
+
+    def closed(self) -> bool:
+        return False
+
+
+async def test_a_core_of_another_form_is_left_to_the_stub(channel: grpc.aio.Channel, etcd_prefix: str) -> None:
+    older: Any = _StubOnly(channel)
+    older._channel = _CoreWithoutRegisteredMethods()
+    txn = UnaryRpc(older, "/etcdserverpb.KV/Txn", rpc.TxnResponse)
+    assert not txn.direct
+    assert (await txn(_create(f"{etcd_prefix}/older".encode(), b"v"), within=5)).succeeded
 
 
 async def test_storage_uses_the_direct_path(storage: EtcdStorage) -> None:

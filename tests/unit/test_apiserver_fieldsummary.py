@@ -3,6 +3,7 @@ separate walks give."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -80,16 +81,20 @@ def test_patch_meta_is_cached_for_schema_nodes_only() -> None:
 
 def test_node_kinds_are_remembered_per_shape_of_value() -> None:
     """A field's classification is kept on its FieldMeta, separately for a list, a dict and a scalar value
-    (a body may send any of them where the schema wants one)."""
-    schemas = SchemaRegistry.load()
-    walker = SchemaWalker(schemas)
-    containers = schemas.patch_meta(schemas.definitions["io.k8s.api.core.v1.PodSpec"], "containers")
-    labels = schemas.patch_meta(schemas.definitions["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"], "labels")
-    for _ in range(2):  # the second round answers from what the first remembered
-        assert walker.node(containers, [{"name": "a"}]).kind == "list-map"
-        assert walker.node(containers, [{"name": "a"}]).keys == ("name",)
-        assert walker.node(containers, {"name": "a"}).kind == "atomic"
-        assert walker.node(containers, "text").kind == "scalar"
-        assert walker.node(labels, {"app": "web"}).kind == "map"
-        assert walker.node(labels, ["x"]).kind == "list-atomic"
-    assert set(containers.nodes) == {0, 1, 2}
+    (a body may send any of them where the schema wants one), and answered from there the next time."""
+    walker = SchemaWalker(SchemaRegistry.load())
+    item = {"type": "object", "properties": {"name": {"type": "string"}}}
+    containers = FieldMeta(merge_key="name", list_type="map", list_map_keys=("name",),
+                           schema={"type": "array", "items": item}, item_schema=item)
+    labels = FieldMeta(schema={"type": "object", "additionalProperties": {"type": "string"}})
+    assert containers.nodes == {} and labels.nodes == {}
+    as_list = walker.node(containers, [{"name": "a"}])
+    assert (as_list.kind, as_list.keys, as_list.schema) == ("list-map", ("name",), item)
+    assert walker.node(containers, {"name": "a"}).kind == "atomic"  # a dict where the schema wants a list
+    assert walker.node(containers, "text").kind == "scalar"
+    assert walker.node(labels, {"app": "web"}).kind == "map"
+    assert walker.node(labels, ["x"]).kind == "list-atomic"
+    assert set(containers.nodes) == {0, 1, 2} and set(labels.nodes) == {1, 2}
+    assert walker.node(containers, [{"name": "b"}]) is as_list  # remembered, not classified again
+    # A copy made with other list semantics starts without the remembered answers.
+    assert walker.node(dataclasses.replace(containers, list_type="atomic"), [{"name": "a"}]).kind == "list-atomic"
