@@ -67,6 +67,9 @@ _CHANNEL_OPTIONS = {
 }
 
 
+_NOT_CONNECTED = "EtcdStorage is not connected: call `await storage.connect()` first"
+
+
 def grpc_target(endpoints: Sequence[str], *, secure: bool = False) -> tuple[str, int]:
     """(host, port) for aetcd, which builds the gRPC target as f"{host}:{port}".
 
@@ -150,13 +153,13 @@ class EtcdStorage:
     @property
     def _kv(self) -> rpc.KVStub:
         if self._client is None or self._client.kvstub is None:
-            raise StorageUnavailableError("EtcdStorage is not connected: call `await storage.connect()` first")
+            raise StorageUnavailableError(_NOT_CONNECTED)
         return self._client.kvstub
 
     @staticmethod
     def _rpc(unary: UnaryRpc[Request, Response] | None) -> UnaryRpc[Request, Response]:
         if unary is None:
-            raise StorageUnavailableError("EtcdStorage is not connected: call `await storage.connect()` first")
+            raise StorageUnavailableError(_NOT_CONNECTED)
         return unary
 
     def _watch_stub(self) -> rpc.WatchStub:

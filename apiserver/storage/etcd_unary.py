@@ -77,7 +77,7 @@ class UnaryRpc(Generic[Request, Response]):
         if call.is_ok():
             return self._parse(data)
         status = await call.status()
-        raise AioRpcError(grpc.StatusCode[_status_name(status.code())], Metadata(),
+        raise AioRpcError(_STATUS_CODES.get(status.code(), grpc.StatusCode.UNKNOWN), Metadata(),
                           Metadata.from_tuple(status.trailing_metadata()), details=status.details(),
                           debug_error_string=status.debug_error_string())
 
@@ -86,9 +86,4 @@ def _serialize(message: _Message) -> bytes:
     return message.SerializeToString()
 
 
-def _status_name(code: int) -> str:
-    """grpc.StatusCode's member name for a numeric status code (UNKNOWN for one it does not know)."""
-    return _STATUS_NAMES.get(code, "UNKNOWN")
-
-
-_STATUS_NAMES = {member.value[0]: member.name for member in grpc.StatusCode}
+_STATUS_CODES = {member.value[0]: member for member in grpc.StatusCode}  # numeric code -> grpc.StatusCode

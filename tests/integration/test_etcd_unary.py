@@ -13,7 +13,7 @@ import grpc
 import pytest
 from aetcd import rpc
 
-from apiserver.storage.etcd import EtcdStorage
+from apiserver.storage.etcd import EtcdStorage, _compare_and_put
 from apiserver.storage.etcd_errors import translate
 from apiserver.storage.etcd_unary import UnaryRpc
 from apiserver.storage.interface import StorageError, StorageUnavailableError
@@ -35,15 +35,6 @@ async def channel(etcd_url: str) -> AsyncIterator[grpc.aio.Channel]:
         yield opened
 
 
-def _create(key: bytes, value: bytes) -> rpc.TxnRequest:
-    request = rpc.TxnRequest()
-    compare = request.compare.add()
-    compare.key, compare.target, compare.result, compare.mod_revision = key, rpc.Compare.MOD, rpc.Compare.EQUAL, 0
-    put = request.success.add().request_put
-    put.key, put.value = key, value
-    return request
-
-
 @pytest.mark.parametrize("path", ["direct", "stub"])
 async def test_txn_and_range_answer_on_either_path(channel: grpc.aio.Channel, etcd_prefix: str, path: str) -> None:
     source: Any = channel if path == "direct" else _StubOnly(channel)
@@ -51,9 +42,9 @@ async def test_txn_and_range_answer_on_either_path(channel: grpc.aio.Channel, et
     ranged = UnaryRpc(source, "/etcdserverpb.KV/Range", rpc.RangeResponse)
     assert txn.direct is (path == "direct")
     key = f"{etcd_prefix}/{path}".encode()
-    created = await txn(_create(key, b"v1"), within=5)
+    created = await txn(_compare_and_put(key, 0, b"v1"), within=5)
     assert created.succeeded and created.header.revision > 0
-    again = await txn(_create(key, b"v2"), within=5)
+    again = await txn(_compare_and_put(key, 0, b"v2"), within=5)
     assert not again.succeeded  # the compare failed: the key exists
     got = await ranged(rpc.RangeRequest(key=key), within=5)
     assert [(kv.value, kv.mod_revision) for kv in got.kvs] == [(b"v1", created.header.revision)]
@@ -138,7 +129,7 @@ async def test_a_core_of_another_form_is_left_to_the_stub(channel: grpc.aio.Chan
     older._channel = _CoreWithoutRegisteredMethods()
     txn = UnaryRpc(older, "/etcdserverpb.KV/Txn", rpc.TxnResponse)
     assert not txn.direct
-    assert (await txn(_create(f"{etcd_prefix}/older".encode(), b"v"), within=5)).succeeded
+    assert (await txn(_compare_and_put(f"{etcd_prefix}/older".encode(), 0, b"v"), within=5)).succeeded
 
 
 async def test_storage_uses_the_direct_path(storage: EtcdStorage) -> None:
